@@ -1,0 +1,52 @@
+"""Small text helpers shared by the families: ages, Slack links and mentions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+_SLACK_LINK = re.compile(r"^<([^|>]+)(?:\|[^>]*)?>$")
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+def ago(then: datetime, now: datetime) -> str:
+    return span(now - then) + " ago" if now >= then else "in " + span(then - now)
+
+
+def span(delta: timedelta) -> str:
+    """A short human duration: 45s, 12m, 3h 5m, 2d 4h."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)}s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if minutes < 60:
+        return f"{minutes}m"
+    if hours < 24:
+        rest = minutes - hours * 60
+        return f"{hours}h {rest}m" if rest else f"{hours}h"
+    rest = hours - days * 24
+    return f"{days}d {rest}h" if rest else f"{days}d"
+
+
+def unwrap_link(word: str) -> str:
+    """Slack sends a pasted link as `<https://x|label>`; keep the URL."""
+    match = _SLACK_LINK.match(word)
+    return match.group(1) if match else word
+
+
+def mention(user_id: str | None) -> str:
+    if not user_id:
+        return "nobody"
+    if user_id.startswith(("U", "W")):
+        return f"<@{user_id}>"
+    if user_id.startswith("S"):
+        return f"<!subteam^{user_id}>"
+    return user_id
+
+
+def parse_mention(word: str) -> str | None:
+    """`<@U123|name>` or a bare `U123` → `U123`."""
+    match = _MENTION.match(word)
+    if match:
+        return match.group(1)
+    return word if re.fullmatch(r"[UW][A-Z0-9]{2,}", word) else None

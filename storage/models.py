@@ -1,0 +1,216 @@
+"""Tables of the foundation: releases, checklist results, the audit trail and the Slack outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.types import UtcDateTime
+
+
+class ReleaseState(StrEnum):
+    candidate = "candidate"
+    rolling_out = "rolling_out"
+    paused = "paused"
+    complete = "complete"
+    rolled_back = "rolled_back"
+
+
+class CheckStatus(StrEnum):
+    passed = "passed"
+    failed = "failed"
+    waived = "waived"
+
+
+class Release(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=100, sa_column_kwargs={"unique": True}, index=True)
+    state: str = Field(default=ReleaseState.candidate, max_length=20)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class CheckResult(SQLModel, table=True):
+    """One recorded result for a checklist item (or one CI check of it); the newest one counts."""
+
+    __tablename__ = "check_result"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    item: str = Field(max_length=64)
+    # The CI check (lint, test, …) for items verified by CI; empty for the item itself.
+    check: str = Field(default="", max_length=64)
+    status: str = Field(max_length=20)
+    evidence: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=2000)
+    actor: str = Field(max_length=64)
+    recorded_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Every state change and every refused attempt: who, what, on what, why, and the outcome."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UtcDateTime, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=200, index=True)
+    reason: str | None = Field(default=None, max_length=4000)
+    outcome: str = Field(max_length=20)
+    detail: str | None = Field(default=None, max_length=4000)
+
+
+class OutboxPost(SQLModel, table=True):
+    """A Slack post waiting to be delivered; a crash or a 429 leaves it here to be sent later.
+
+    `message_key` names a message that is updated in place (chat.update once it exists);
+    `thread_key` names the message whose thread this post goes into.
+    """
+
+    __tablename__ = "outbox_post"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=80)
+    text: str
+    blocks: str | None = Field(default=None, sa_type=sa.Text)
+    message_key: str | None = Field(default=None, max_length=120)
+    thread_key: str | None = Field(default=None, max_length=120)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    next_attempt_at: datetime = Field(sa_type=UtcDateTime, index=True)
+    attempts: int = 0
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime, index=True)
+    last_error: str | None = Field(default=None, max_length=2000)
+
+
+class SlackMessage(SQLModel, table=True):
+    """Where a keyed message landed, so it can be updated in place and threaded under."""
+
+    __tablename__ = "slack_message"
+
+    key: str = Field(primary_key=True, max_length=120)
+    channel: str = Field(max_length=80)
+    ts: str = Field(max_length=40)
+
+
+# ---------------------------------------------------------------- rollouts (waves issue)
+
+
+class RolloutState(StrEnum):
+    running = "running"
+    paused = "paused"
+    complete = "complete"
+    rolled_back = "rolled_back"
+
+
+class PauseKind(StrEnum):
+    failed = "failed"
+    blind = "blind"
+    inconclusive = "inconclusive"
+    budget = "budget"
+    slo = "slo"
+    incident = "incident"
+    manual = "manual"
+    actuator = "actuator"
+
+
+class Rollout(SQLModel, table=True):
+    """A release moving through a plan. `version` is bumped by every change (optimistic lock)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", sa_column_kwargs={"unique": True})
+    plan: str = Field(max_length=64)
+    state: str = Field(default=RolloutState.running, max_length=20, index=True)
+    wave_index: int = 0
+    wave_started_at: datetime = Field(sa_type=UtcDateTime)
+    verdict: str = Field(default="running", max_length=20)
+    pause_kind: str | None = Field(default=None, max_length=20)
+    paused_reason: str | None = Field(default=None, max_length=2000)
+    paused_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    version: int = 1
+    started_by: str = Field(max_length=64)
+    started_at: datetime = Field(sa_type=UtcDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Measurement(SQLModel, table=True):
+    """One poll of one metric for one wave."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id")
+    wave_index: int
+    metric: str = Field(max_length=64)
+    phase: str = Field(max_length=20)
+    value: float | None = None
+    detail: str | None = Field(default=None, max_length=4000)
+    taken_at: datetime = Field(sa_type=UtcDateTime)
+
+    __table_args__ = (
+        sa.Index("ix_measurement_rollout_wave_metric", "rollout_id", "wave_index", "metric"),
+    )
+
+
+# ---------------------------------------------------------------- incidents (incidents issue)
+
+
+class IncidentStatus(StrEnum):
+    declared = "declared"
+    mitigated = "mitigated"
+    resolved = "resolved"
+
+
+class Incident(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    incident_class: str = Field(max_length=64)
+    severity: int
+    summary: str = Field(max_length=2000)
+    status: str = Field(default=IncidentStatus.declared, max_length=20, index=True)
+    commander: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=80)
+    channel_name: str | None = Field(default=None, max_length=80)
+    release: str | None = Field(default=None, max_length=100)
+    declared_by: str = Field(max_length=64)
+    declared_at: datetime = Field(sa_type=UtcDateTime)
+    mitigated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_update_at: datetime = Field(sa_type=UtcDateTime)
+    # Alertmanager's groupKey, so repeated webhooks update one incident instead of declaring many.
+    alert_group_key: str | None = Field(
+        default=None, max_length=500, sa_column_kwargs={"unique": True}
+    )
+
+
+class TimelineEntry(SQLModel, table=True):
+    __tablename__ = "timeline_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    at: datetime = Field(sa_type=UtcDateTime)
+    actor: str = Field(max_length=64)
+    kind: str = Field(max_length=40)
+    text: str = Field(max_length=4000)
+
+
+class IncidentRollout(SQLModel, table=True):
+    """A rollout an incident paused; resolving offers to resume exactly these."""
+
+    __tablename__ = "incident_rollout"
+
+    incident_id: int = Field(foreign_key="incident.id", primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", primary_key=True)
+
+
+# ---------------------------------------------------------------- scheduling (metrics issue)
+
+
+class Lease(SQLModel, table=True):
+    """The scheduler leader's lease: one holder at a time, taken over when it expires."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_type=UtcDateTime)

@@ -1,0 +1,7 @@
+"""Every table module, imported so SQLModel.metadata is whole (Alembic and tests read it here)."""
+
+from sqlmodel import SQLModel
+
+import storage.models  # noqa: F401
+
+metadata = SQLModel.metadata
