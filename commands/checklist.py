@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed, NotFound, UsageError
 from commands.policy import ChecklistItem
-from storage.audit import Outcome, record_event
+from commands.text import ago
+from storage.audit import Outcome, event_exists, record_event
 from storage.checks import latest_results, record_check
 from storage.models import CheckResult, CheckStatus, Release, ReleaseState
-from storage.releases import DuplicateRelease, create_release, get_release
+from storage.releases import (
+    DuplicateRelease,
+    create_release,
+    get_release,
+    unfinished_releases,
+)
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,99}$")
 FINISHED = {ReleaseState.complete, ReleaseState.rolled_back}
@@ -259,3 +265,76 @@ def check_by_person(item: ChecklistItem, *, evidence: str | None, subject: str) 
 
 def _who(actor: str) -> str:
     return f"<@{actor}>" if actor[:1] in {"U", "W"} else actor
+
+
+def record_ci_result(
+    version: str,
+    item_id: str,
+    check: str | None,
+    status: CheckStatus,
+    ctx: Context,
+    *,
+    actor: str,
+    evidence: str | None = None,
+) -> CheckResult:
+    """A result reported by CI (POST /api/v1/checks): for a CI item's check, or a person item."""
+    release = release_named(version, ctx)
+    item = find_item(ctx, item_id)
+    if item.verify.by == "ci":
+        if not check:
+            raise UsageError(
+                f"{item.id} is verified by CI: name the check ({', '.join(item.verify.checks)})"
+            )
+        if check not in item.verify.checks:
+            raise UsageError(
+                f"{item.id} has no check {check!r}; checks: {', '.join(item.verify.checks)}"
+            )
+    elif check:
+        raise UsageError(f"{item.id} is verified by {item.verify.by}, not by CI checks")
+    elif item.verify.by == "person" and item.verify.evidence == "required" and not evidence:
+        raise UsageError(f"{item.id} needs evidence")
+    return record_result(
+        release, item, status, ctx, actor=actor, check=check or "", evidence=evidence
+    )
+
+
+def expiring_items(ctx: Context, *, within: timedelta) -> list[tuple[Release, ItemStatus]]:
+    """Items of open releases whose pass expires within `within` (or has expired), announced
+    once per recorded result, so the job can run any number of times."""
+    now = ctx.now()
+    found: list[tuple[Release, ItemStatus]] = []
+    for release in unfinished_releases(session=ctx.session):
+        for status in evaluate(release, ctx).items:
+            max_age = status.item.max_age
+            if max_age is None or status.at is None:
+                continue
+            if status.state not in (ItemState.passed, ItemState.waived, ItemState.expired):
+                continue
+            expires = status.at + max_age
+            if expires > now + within:
+                continue
+            subject = f"release:{release.version}"
+            detail = f"{status.item.id}@{status.at.isoformat()}"
+            if event_exists(
+                action="ready.remind", subject=subject, detail=detail, session=ctx.session
+            ):
+                continue
+            record_event(
+                actor="wavegate",
+                action="ready.remind",
+                subject=subject,
+                outcome=Outcome.ok,
+                detail=detail,
+                at=now,
+                session=ctx.session,
+            )
+            owner = f" {_who(status.item.owner)}" if status.item.owner else ""
+            verb = "expired" if expires <= now else "expires"
+            announce(
+                ctx,
+                f"⌛{owner} *{status.item.id}* of {release.version} {verb} {ago(expires, now)}: "
+                f"{status.item.title}. Re-check it with `/ready check {release.version} "
+                f"{status.item.id} EVIDENCE`.",
+            )
+            found.append((release, status))
+    return found

@@ -61,3 +61,10 @@ def events_for(subject: str, *, session: Session, limit: int = 100) -> list[Audi
 
 def count_events(*, session: Session) -> int:
     return len(list(session.exec(select(AuditEvent.id))))
+
+
+def event_exists(*, action: str, subject: str, detail: str, session: Session) -> bool:
+    query = select(AuditEvent.id).where(
+        AuditEvent.action == action, AuditEvent.subject == subject, AuditEvent.detail == detail
+    )
+    return session.exec(query).first() is not None

@@ -57,3 +57,9 @@ def last_known_good(*, session: Session, excluding: int | None = None) -> Releas
 def list_releases(*, session: Session, limit: int = 20) -> list[Release]:
     query = select(Release).order_by(col(Release.created_at).desc(), col(Release.id).desc())
     return list(session.exec(query.limit(limit)))
+
+
+def unfinished_releases(*, session: Session) -> list[Release]:
+    finished = [ReleaseState.complete, ReleaseState.rolled_back]
+    query = select(Release).where(col(Release.state).not_in(finished)).order_by(col(Release.id))
+    return list(session.exec(query))

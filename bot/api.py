@@ -1,0 +1,163 @@
+"""The HTTP API for CI and dashboards (`/api/v1/*`): bearer token, JSON in and out."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session
+
+from bot.runtime import Runtime
+from commands.checklist import record_ci_result, register_release
+from commands.core import CommandError, Conflict, Context, Forbidden, GateClosed, NotFound
+from storage.models import CheckStatus
+
+RUNTIME = web.AppKey("runtime", Runtime)
+B = TypeVar("B", bound=BaseModel)
+API_ACTOR = "api"
+
+routes = web.RouteTableDef()
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class NewRelease(Body):
+    version: str = Field(min_length=1, max_length=100)
+
+
+class CheckReport(Body):
+    release: str = Field(min_length=1, max_length=100)
+    item: str = Field(min_length=1, max_length=64)
+    check: str | None = Field(default=None, max_length=64)
+    status: Literal["passed", "failed"]
+    evidence: str | None = Field(default=None, max_length=2000)
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+STATUS_OF: dict[type[CommandError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    GateClosed: 409,
+    Forbidden: 403,
+}
+
+
+def error_for(err: CommandError) -> web.Response:
+    return error(STATUS_OF.get(type(err), 400), err.message)
+
+
+def check_auth(request: web.Request) -> web.Response | None:
+    token = request.app[RUNTIME].settings.wavegate_api_token
+    if token is None:
+        return error(403, "the HTTP API is disabled: set WAVEGATE_API_TOKEN to enable it")
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return error(401, "missing bearer token: send Authorization: Bearer <WAVEGATE_API_TOKEN>")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return error(401, "invalid bearer token")
+    return None
+
+
+@web.middleware
+async def api_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Bearer auth for /api/; every error there is `{"error": "…"}`."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    if (refused := check_auth(request)) is not None:
+        return refused
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason or "error")
+
+
+async def read_body(request: web.Request, model: type[B]) -> B | web.Response:
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error(400, "the body is not valid JSON")
+    if not isinstance(data, dict):
+        return error(400, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        return error(400, f"{where}: {message}")
+
+
+def run_in_context(request: web.Request, work: Callable[[Context], Any]) -> Any:
+    runtime = request.app[RUNTIME]
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        try:
+            result = work(runtime.context(session))
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    runtime.outbox_ready.set()
+    return result
+
+
+@routes.post("/api/v1/releases")
+async def post_release(request: web.Request) -> web.Response:
+    body = await read_body(request, NewRelease)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        release = run_in_context(
+            request, lambda ctx: register_release(body.version, ctx, actor=API_ACTOR)
+        )
+    except CommandError as err:
+        return error_for(err)
+    return web.json_response(
+        {"id": release.id, "version": release.version, "state": release.state}, status=201
+    )
+
+
+@routes.post("/api/v1/checks")
+async def post_check(request: web.Request) -> web.Response:
+    body = await read_body(request, CheckReport)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        result = run_in_context(
+            request,
+            lambda ctx: record_ci_result(
+                body.release,
+                body.item,
+                body.check,
+                CheckStatus(body.status),
+                ctx,
+                actor=API_ACTOR,
+                evidence=body.evidence,
+            ),
+        )
+    except CommandError as err:
+        return error_for(err)
+    return web.json_response(
+        {
+            "id": result.id,
+            "release": body.release,
+            "item": result.item,
+            "check": result.check or None,
+            "status": result.status,
+        },
+        status=201,
+    )

@@ -1,0 +1,17 @@
+"""Incident queries."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from storage.models import Incident, IncidentStatus
+
+
+def open_incidents(*, session: Session, max_severity: int = 4) -> list[Incident]:
+    """Incidents not yet resolved with severity 1..max_severity (1 is the worst), newest first."""
+    query = (
+        select(Incident)
+        .where(Incident.status != IncidentStatus.resolved, Incident.severity <= max_severity)
+        .order_by(col(Incident.declared_at).desc(), col(Incident.id).desc())
+    )
+    return list(session.exec(query))
