@@ -173,14 +173,15 @@ class Service:
 
 
 def service_settings(slack: FakeSlack, database_url: str, **extra: object) -> Settings:
-    return Settings(
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=slack.api_url,
-        database_url=database_url,
-        wavegate_api_token="test-api-token",
-        **extra,  # type: ignore[arg-type]
-    )
+    values: dict[str, object] = {
+        "slack_bot_token": BOT_TOKEN,
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_api_url": slack.api_url,
+        "database_url": database_url,
+        "wavegate_api_token": "test-api-token",
+        **extra,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 async def start_service(
