@@ -14,9 +14,11 @@ from typing import TextIO
 
 from sqlmodel import Session
 
+from bot.incident_chat import ConsoleIncidentChat
 from bot.render import plain_text
 from bot.runtime import Runtime
 from bot.scheduler import build_scheduler
+from bot.wave_console import HINT, WaveConsole
 from commands.core import Request
 from storage.outbox import get_message, mark_sent, pending_posts, remember_message
 
@@ -35,6 +37,8 @@ class Console:
         self.user_id = user_id
         self.out = out
         self._ts = 0
+        runtime.services.setdefault("chat", ConsoleIncidentChat(self.print))
+        self.waves = WaveConsole(self)
 
     def print(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -45,13 +49,18 @@ class Console:
         line = line.strip()
         if not line:
             return None
+        if line.startswith(":"):
+            return await self.waves.meta(line)
         if not line.startswith("/"):
             line = "/ops " + line
         command, _, text = line.partition(" ")
         request = Request(command=command, text=text, user_id=self.user_id, channel_id="CCONSOLE")
         reply = await self.runtime.run_command(request)
         self.print(plain_text(reply.text))
+        if labels := self.waves.remember(reply.blocks):
+            self.print("    buttons: " + " · ".join(f"[{label}]" for label in labels))
         self.flush_posts()
+        await self.waves.after_flush()
         return reply.text
 
     def flush_posts(self) -> int:
@@ -63,11 +72,13 @@ class Console:
                     post.channel if post.channel.startswith(("#", "C")) else f"#{post.channel}"
                 )
                 where = f"[{channel}]"
-                if post.message_key and get_message(post.message_key, session=session):
+                updated = bool(post.message_key and get_message(post.message_key, session=session))
+                if updated:
                     where += " (updated)"
                 elif post.thread_key:
                     where += " (thread)"
-                self.print(f"{where} {plain_text(post.text)}")
+                if (text := self.waves.show(post, updated)) is not None:
+                    self.print(f"{where} {plain_text(text)}")
                 if post.message_key:
                     self._ts += 1
                     remember_message(
@@ -80,12 +91,14 @@ class Console:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(1)
+            await asyncio.sleep(self.waves.tick)
             self.flush_posts()
+            await self.waves.after_flush()
 
     async def repl(self) -> None:
         readline = _readline()
         self.print(BANNER)
+        self.print(HINT)
         scheduler = build_scheduler(self.runtime)
         scheduler.start()
         ticker = asyncio.create_task(self._tick())

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from bot.metrics import observe_slack_error
 from commands.core import Clock
 from storage.models import OutboxPost
 from storage.outbox import (
@@ -64,9 +66,11 @@ class OutboxDelivery:
     async def _deliver(self, post: OutboxPost, session: Session) -> bool:
         blocks: list[dict[str, Any]] | None = json.loads(post.blocks) if post.blocks else None
         now = self.clock()
+        method = "chat.postMessage"
         try:
             existing = get_message(post.message_key, session=session) if post.message_key else None
             if existing is not None:
+                method = "chat.update"
                 await self.client.chat_update(
                     channel=existing.channel, ts=existing.ts, text=post.text, blocks=blocks
                 )
@@ -97,6 +101,7 @@ class OutboxDelivery:
         except SlackApiError as exc:
             error = str(exc.response.get("error", "unknown_error"))
             self.errors[error] = self.errors.get(error, 0) + 1
+            observe_slack_error(method, error)
             if exc.response.status_code == 429:
                 wait = int(exc.response.headers.get("Retry-After", "1") or 1)
                 retry_at = now + timedelta(seconds=max(1, wait))
@@ -107,6 +112,7 @@ class OutboxDelivery:
             return False
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.errors["connection"] = self.errors.get("connection", 0) + 1
+            observe_slack_error(method, "connection")
             retry_at = now + backoff(post.attempts)
             log.warning("slack post %s failed (%s); retry at %s", post.id, exc, retry_at)
             mark_failed(post, error=f"connection: {exc}", retry_at=retry_at, session=session)
@@ -114,12 +120,20 @@ class OutboxDelivery:
         mark_sent(post, at=now, session=session)
         return True
 
-    async def run(self, wake: asyncio.Event, *, idle: float = 1.0) -> None:
-        """Deliver until cancelled: at once when woken, else every `idle` seconds."""
+    async def run(
+        self,
+        wake: asyncio.Event,
+        *,
+        idle: float = 1.0,
+        leading: Callable[[], bool] | None = None,
+    ) -> None:
+        """Deliver until cancelled: at once when woken, else every `idle` seconds. With
+        `leading`, only while it says so: one replica delivers, or a post would go out twice."""
         while True:
             wake.clear()
             try:
-                await self.deliver_due()
+                if leading is None or leading():
+                    await self.deliver_due()
             except Exception:  # a broken database must not kill the worker; it retries
                 log.exception("outbox delivery failed")
             with contextlib.suppress(TimeoutError):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from bot.metrics import command_name, observe_command, observe_reply
 from bot.settings import Settings
 from commands.core import Clock, Context, Reply, Request, system_clock
 from commands.policy import Policy, load_policy
@@ -43,6 +44,11 @@ class Runtime:
 
     async def run_command(self, request: Request) -> Reply:
         with Session(self.engine, expire_on_commit=False) as session:
-            reply = await dispatch(request, self.context(session))
+            try:
+                reply = await dispatch(request, self.context(session))
+            except BaseException:
+                observe_command(command_name(request), "exception")
+                raise
+        observe_reply(request, reply)
         self.outbox_ready.set()
         return reply

@@ -11,6 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.leader import leader_only
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,16 +26,26 @@ class Job:
 
 def jobs(runtime: Runtime) -> list[Job]:
     """Every scheduled job. Families add theirs here."""
+    from bot.incident_jobs import incident_jobs
+    from bot.poller import digest_job, poll_job
     from bot.reminders import checklist_expiry_job
+    from bot.verification import verification_job
 
-    return [checklist_expiry_job(runtime)]
+    return [
+        checklist_expiry_job(runtime),
+        *incident_jobs(runtime),
+        poll_job(runtime),
+        digest_job(runtime),
+        verification_job(runtime),
+    ]
 
 
 def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     for job in jobs(runtime):
         scheduler.add_job(
-            job.run,
+            # With several replicas only the leader runs jobs (bot/leader.py).
+            leader_only(job.run),
             trigger=job.trigger,
             args=[runtime],
             id=job.id,

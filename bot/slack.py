@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.metrics import observe_ack
 from bot.render import slack_payload
 from bot.runtime import Runtime
 from commands.access import group_ids
@@ -64,7 +65,9 @@ Registrar = Callable[[AsyncApp, Runtime], None]
 
 def registrars() -> list[Registrar]:
     """Every family's Bolt registrations beyond slash commands (buttons, modals, events)."""
-    return [register_commands]
+    from bot import incident_actions, wave_actions
+
+    return [register_commands, incident_actions.register, wave_actions.register]
 
 
 def build_bolt_app(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
@@ -107,12 +110,14 @@ def register_commands(app: AsyncApp, runtime: Runtime) -> None:
         )
 
     async def on_slash_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        started = time.perf_counter()
         request = await to_request(command)
         if answers_in_ack(request):
             reply = await runtime.run_command(request)
             await ack(**slack_payload(reply))
         else:
             await ack()
+        observe_ack(time.perf_counter() - started)
 
     async def run_after_ack(command: dict[str, Any], respond: AsyncRespond) -> None:
         request = await to_request(command)

@@ -14,12 +14,17 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import api
+from bot import api, api_incidents, api_rollouts
 from bot.api import RUNTIME
+from bot.incident_chat import SlackIncidentChat
+from bot.leader import campaign
+from bot.metrics import metrics_endpoint
 from bot.outbox import OutboxDelivery
+from bot.poller import ensure_services
 from bot.runtime import Runtime
 from bot.scheduler import build_scheduler
 from bot.slack import build_bolt_app
+from bot.sources.http import close_sources
 from storage.db import schema_is_current
 
 log = logging.getLogger(__name__)
@@ -69,25 +74,39 @@ def create_app(
     client = client or slack_client(runtime)
     app = web.Application(middlewares=[api.api_middleware])
     app[RUNTIME] = runtime
+    runtime.services.setdefault("chat", SlackIncidentChat(client))
+    ensure_services(runtime)
     app[BOLT] = build_bolt_app(runtime, client)
     app[DELIVERY] = OutboxDelivery(runtime.engine, client, runtime.clock)
     app[SCHEDULER] = build_scheduler(runtime)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.add_routes(api.routes)
+    app.add_routes(api_incidents.routes)
+    app.add_routes(api_rollouts.routes)
     if background:
         app.cleanup_ctx.append(_background)
+    app.on_cleanup.append(_close_sources)
     return app
+
+
+async def _close_sources(app: web.Application) -> None:
+    """The metric sources' shared HTTP session closes with the app (it opens on first use)."""
+    await close_sources(app[RUNTIME])
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     scheduler = app[SCHEDULER]
-    scheduler.start()
-    worker = asyncio.create_task(app[DELIVERY].run(runtime.outbox_ready))
-    yield
-    worker.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker
-    scheduler.shutdown(wait=False)
+    async with campaign(runtime) as leadership:
+        scheduler.start()
+        worker = asyncio.create_task(
+            app[DELIVERY].run(runtime.outbox_ready, leading=leadership.is_leading)
+        )
+        yield
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        scheduler.shutdown(wait=False)

@@ -31,6 +31,9 @@ class Reading:
     # The query as sent, the provider's message, warnings: shown to people when a wave pauses.
     detail: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Set when the metric's `min_traffic` query saw too few requests for the value to mean
+    # anything: the poll is inconclusive whatever the value (DESIGN §4).
+    low_traffic: str | None = None
 
 
 class MetricSource(Protocol):
@@ -51,6 +54,8 @@ def classify(metric: Metric, reading: Reading) -> Poll:
     if reading.error is not None:
         return Poll(Phase.error, None, _join(reading.error, reading.detail))
     value = reading.value
+    if reading.low_traffic is not None:
+        return Poll(Phase.inconclusive, None, _join(reading.low_traffic, reading.detail))
     if value is None or math.isnan(value):
         phase = Phase(metric.on_empty)
         what = "no data" if value is None else "NaN"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from commands import ready
+from commands import incident, ready, rollback, wave
 from commands.core import (
     CommandError,
     Context,
@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 ROOT = "/ops"
 # The families, in the order help lists them. Later families register here.
-FAMILIES: dict[str, Family] = {family.name: family for family in [ready.family]}
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in [ready.family, wave.family, rollback.family, incident.family]
+}
 # `/ready …` means `/ops ready …`, and so on.
 ALIASES = {"/ready": "ready", "/wave": "wave", "/rollback": "rollback", "/incident": "incident"}
 HELP_WORDS = {"help", "-h", "--help", "?"}

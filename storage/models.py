@@ -136,6 +136,8 @@ class Rollout(SQLModel, table=True):
     started_by: str = Field(max_length=64)
     started_at: datetime = Field(sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # When the current wave was found ready and its approvers were offered Promote (once a wave).
+    ready_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class Measurement(SQLModel, table=True):
@@ -179,6 +181,8 @@ class Incident(SQLModel, table=True):
     mitigated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     last_update_at: datetime = Field(sa_type=UtcDateTime)
+    # The last status-update reminder; with last_update_at it says when the next one is due.
+    reminded_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     # Alertmanager's groupKey, so repeated webhooks update one incident instead of declaring many.
     alert_group_key: str | None = Field(
         default=None, max_length=500, sa_column_kwargs={"unique": True}
@@ -186,6 +190,12 @@ class Incident(SQLModel, table=True):
 
 
 class TimelineEntry(SQLModel, table=True):
+    """One thing that happened in an incident: who, when, what.
+
+    `ref` names what the entry is about when it may only be recorded once (`step:2` for a
+    checklist tick, `message:1700000000.000100` for a pinned message).
+    """
+
     __tablename__ = "timeline_entry"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -194,6 +204,9 @@ class TimelineEntry(SQLModel, table=True):
     actor: str = Field(max_length=64)
     kind: str = Field(max_length=40)
     text: str = Field(max_length=4000)
+    ref: str | None = Field(default=None, max_length=120)
+
+    __table_args__ = (sa.UniqueConstraint("incident_id", "ref", name="uq_timeline_entry_ref"),)
 
 
 class IncidentRollout(SQLModel, table=True):

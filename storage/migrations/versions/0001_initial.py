@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 08:59:36.507384
+Create Date: 2026-11-27 09:35:56.122071
 """
 
 from collections.abc import Sequence
@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("mitigated_at", storage.types.UtcDateTime(), nullable=True),
         sa.Column("resolved_at", storage.types.UtcDateTime(), nullable=True),
         sa.Column("last_update_at", storage.types.UtcDateTime(), nullable=False),
+        sa.Column("reminded_at", storage.types.UtcDateTime(), nullable=True),
         sa.Column("alert_group_key", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("alert_group_key"),
@@ -146,6 +147,7 @@ def upgrade() -> None:
         sa.Column("started_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("started_at", storage.types.UtcDateTime(), nullable=False),
         sa.Column("finished_at", storage.types.UtcDateTime(), nullable=True),
+        sa.Column("ready_at", storage.types.UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["release_id"],
             ["release.id"],
@@ -164,11 +166,13 @@ def upgrade() -> None:
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("text", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
+        sa.Column("ref", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True),
         sa.ForeignKeyConstraint(
             ["incident_id"],
             ["incident.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("incident_id", "ref", name="uq_timeline_entry_ref"),
     )
     with op.batch_alter_table("timeline_entry", schema=None) as batch_op:
         batch_op.create_index(

@@ -1,0 +1,116 @@
+"""The incident commands' chat port: Slack's Web API, or the console printing what it would do."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from commands.incident.ports import Channel, ChatFailed, NameTaken
+from commands.incident.views import form_as_text
+
+log = logging.getLogger(__name__)
+
+# The trigger of the Slack request being handled: a modal can only be opened with it, within
+# three seconds. Set by a Bolt middleware (bot/incident_actions.py); lazy listeners inherit it.
+CURRENT_TRIGGER: ContextVar[str | None] = ContextVar("slack_trigger_id", default=None)
+
+
+def _error(exc: SlackApiError) -> str:
+    data = exc.response.data
+    if isinstance(data, dict):
+        return str(data.get("error", "unknown_error"))
+    return f"HTTP {exc.response.status_code}"
+
+
+class SlackIncidentChat:
+    """Channels, invites, topics and forms through the Slack Web API."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def create_channel(self, name: str) -> Channel:
+        try:
+            response = await self.client.conversations_create(name=name, is_private=False)
+        except SlackApiError as exc:
+            if _error(exc) == "name_taken":
+                raise NameTaken(name) from None
+            raise ChatFailed(
+                f"Slack refused to create the channel #{name}: {_error(exc)}"
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChatFailed(f"Slack could not be reached to create #{name}: {exc}") from None
+        channel: dict[str, Any] = response["channel"]
+        return Channel(id=str(channel["id"]), name=str(channel.get("name", name)))
+
+    async def invite(self, channel: str, users: list[str]) -> None:
+        # `force` invites the valid users even when one of them cannot be invited.
+        try:
+            await self.client.conversations_invite(channel=channel, users=users, force=True)
+        except SlackApiError as exc:
+            # already_in_channel, cant_invite_self…: the channel works without them.
+            log.warning("inviting %s to %s failed: %s", users, channel, _error(exc))
+
+    async def set_topic(self, channel: str, topic: str) -> None:
+        try:
+            await self.client.conversations_setTopic(channel=channel, topic=topic)
+        except SlackApiError as exc:
+            log.warning("setting the topic of %s failed: %s", channel, _error(exc))
+
+    async def open_modal(self, user: str, view: dict[str, Any]) -> bool:
+        trigger = CURRENT_TRIGGER.get()
+        if trigger is None:
+            return False
+        try:
+            await self.client.views_open(trigger_id=trigger, view=view)
+        except SlackApiError as exc:
+            log.warning("opening a form for %s failed: %s", user, _error(exc))
+            return False
+        return True
+
+    async def message_text(self, channel: str, ts: str) -> str | None:
+        try:
+            response = await self.client.conversations_history(
+                channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1
+            )
+        except SlackApiError as exc:
+            log.warning("reading message %s in %s failed: %s", ts, channel, _error(exc))
+            return None
+        messages: list[dict[str, Any]] = response.get("messages") or []
+        if not messages:
+            return None
+        return str(messages[0].get("text") or "") or None
+
+
+class ConsoleIncidentChat:
+    """The console has no Slack: it prints each call, so the whole flow is visible."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.channels: dict[str, str] = {}
+
+    async def create_channel(self, name: str) -> Channel:
+        if name in self.channels.values():
+            raise NameTaken(name)
+        channel_id = f"C0INC{len(self.channels) + 1:04d}"
+        self.channels[channel_id] = name
+        self.say(f"[slack] conversations.create #{name} → {channel_id}")
+        return Channel(channel_id, name)
+
+    async def invite(self, channel: str, users: list[str]) -> None:
+        self.say(f"[slack] conversations.invite {channel}: " + ", ".join(f"@{u}" for u in users))
+
+    async def set_topic(self, channel: str, topic: str) -> None:
+        self.say(f"[slack] conversations.setTopic {channel}: {topic}")
+
+    async def open_modal(self, user: str, view: dict[str, Any]) -> bool:
+        self.say(f"[slack] (in Slack a form would open: {form_as_text(view)})")
+        return False
+
+    async def message_text(self, channel: str, ts: str) -> str | None:
+        return None

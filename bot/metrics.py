@@ -1,0 +1,152 @@
+"""wavegate's own metrics, served at `GET /metrics` in the Prometheus text format.
+
+Counters and the histogram live in one registry for the process; the rollouts-by-state gauge
+and the leader flag are read from the database and the runtime at scrape time, so every replica
+reports the same rollout counts and exactly one reports `wavegate_leader 1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from commands.core import CommandError, Reply, Request
+from commands.router import route
+from storage.models import Rollout, RolloutState
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+COMMANDS = Counter(
+    "wavegate_commands",
+    "Slash commands handled, by command (family and subcommand) and outcome.",
+    ["command", "outcome"],
+    registry=REGISTRY,
+)
+ACK_SECONDS = Histogram(
+    "wavegate_command_ack_seconds",
+    "Time from a slash command reaching its listener to Slack's acknowledgement being sent "
+    "(Slack gives up after 3 s).",
+    # Around the 150 ms goal and Slack's 3 s limit.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 3.0),
+    registry=REGISTRY,
+)
+POLLS = Counter(
+    "wavegate_polls",
+    "Metric polls, by metric source and measurement phase.",
+    ["source", "phase"],
+    registry=REGISTRY,
+)
+SLACK_ERRORS = Counter(
+    "wavegate_slack_api_errors",
+    "Slack Web API calls that failed, by method and Slack's error code.",
+    ["method", "error"],
+    registry=REGISTRY,
+)
+
+# The titles dispatch puts before a refused command's message (commands/router.render_error).
+OUTCOME_OF_TITLE = {
+    "Usage": "usage_error",
+    "Not found": "not_found",
+    "Not allowed": "forbidden",
+    "Refused": "refused",
+    "Conflict": "conflict",
+}
+
+
+def observe_command(name: str, outcome: str) -> None:
+    COMMANDS.labels(command=name, outcome=outcome).inc()
+
+
+def observe_ack(seconds: float) -> None:
+    ACK_SECONDS.observe(seconds)
+
+
+def observe_poll(source: str, phase: str) -> None:
+    POLLS.labels(source=source, phase=phase).inc()
+
+
+def observe_slack_error(method: str, error: str) -> None:
+    SLACK_ERRORS.labels(method=method, error=error).inc()
+
+
+def command_name(request: Request) -> str:
+    """`/wave promote 1.0` → `wave promote`; help and unknown commands get bounded names, so a
+    typo cannot mint a new time series."""
+    try:
+        target = route(request)
+    except CommandError:
+        return "unknown"
+    if isinstance(target, Reply):
+        return "help"
+    family, sub, _ = target
+    return f"{family.name} {sub.name}".strip()
+
+
+def outcome_of(reply: Reply) -> str:
+    if not reply.error:
+        return "ok"
+    title = reply.text.split(":", 1)[0]
+    return OUTCOME_OF_TITLE.get(title, "error")
+
+
+def observe_reply(request: Request, reply: Reply) -> None:
+    observe_command(command_name(request), outcome_of(reply))
+
+
+# ---------------------------------------------------------------- read at scrape time
+
+
+class RolloutsByState(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "wavegate_rollouts", "Rollouts by state (from the database).", labels=["state"]
+        )
+        with Session(self.engine) as session:
+            query = select(Rollout.state, func.count(col(Rollout.id))).group_by(Rollout.state)
+            counts = dict(session.exec(query).all())
+        for state in RolloutState:
+            gauge.add_metric([state.value], float(counts.get(state.value, 0)))
+        yield gauge
+
+
+class Leading(Collector):
+    def __init__(self, leading: bool) -> None:
+        self.leading = leading
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "wavegate_leader",
+            "1 when this replica leads (runs the scheduled jobs and delivers Slack posts).",
+        )
+        gauge.add_metric([], 1.0 if self.leading else 0.0)
+        yield gauge
+
+
+def exposition(engine: Engine, *, leading: bool) -> bytes:
+    """The whole /metrics body: process counters, then what is read now."""
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(RolloutsByState(engine))
+    scrape.register(Leading(leading))
+    return generate_latest(REGISTRY) + generate_latest(scrape)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    from bot.api import RUNTIME
+    from bot.leader import leads
+
+    runtime = request.app[RUNTIME]
+    # The database read runs off the event loop, so a slow scrape never delays an ack.
+    body = await asyncio.to_thread(exposition, runtime.engine, leading=leads(runtime))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

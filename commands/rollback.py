@@ -1,0 +1,110 @@
+"""`/rollback`: roll a release back to the last known-good one, after a confirm step."""
+
+from __future__ import annotations
+
+from commands.access import require
+from commands.core import (
+    Conflict,
+    Context,
+    Family,
+    Invocation,
+    NotFound,
+    Reply,
+    Request,
+    UsageError,
+)
+from commands.wave import rules, views
+from commands.wave.parse import pick_rollout
+from storage.audit import Outcome, record_event
+from storage.models import RolloutState
+from storage.releases import get_release, last_known_good
+from storage.rollouts import rollout_of
+
+family = Family("rollback", "roll a release back to the last known-good release", default="")
+USAGE = "/rollback [RELEASE] REASON"
+
+
+def rollback_confirmation(ctx: Context, request: Request, version: str, reason: str) -> Reply:
+    """The confirm step: nothing happens until someone with the permission presses the button."""
+    release = get_release(version, session=ctx.session)
+    if release is None:
+        raise NotFound(f"no release {version!r} is registered", usage=USAGE)
+    subject = rules.subject_of(release)
+    reason = reason.strip()
+    if not reason:
+        raise UsageError("say why you roll back (the reason is audited)", usage=USAGE)
+    require(ctx.policy, "rollback", request, subject=subject)
+    rollout = rollout_of(release, session=ctx.session)
+    if rollout is None:
+        raise Conflict(
+            f"{release.version} was never rolled out; nothing to roll back",
+            action="rollback",
+            subject=subject,
+        )
+    if rollout.state == RolloutState.rolled_back:
+        raise Conflict(
+            f"{release.version} was already rolled back", action="rollback", subject=subject
+        )
+    target = last_known_good(session=ctx.session, excluding=release.id)
+    where = (
+        f"to the last known-good release *{target.version}*"
+        if target
+        else "— there is *no last known-good release* to return to (target null)"
+    )
+    record_event(
+        actor=request.user_id,
+        action="rollback.requested",
+        subject=subject,
+        outcome=Outcome.ok,
+        reason=reason,
+        at=ctx.now(),
+        session=ctx.session,
+    )
+    text = (
+        f"Roll back *{release.version}* {where}? Reason: {reason}\n"
+        "Nothing happens until someone allowed to roll back presses *Confirm rollback*."
+    )
+    return Reply(text, blocks=views.confirm_rollback_blocks(text, release.version, reason))
+
+
+async def confirm_rollback(ctx: Context, request: Request, version: str, reason: str) -> Reply:
+    """The *Confirm rollback* button: check the permission again, then roll back."""
+    release = get_release(version, session=ctx.session)
+    if release is None:
+        raise NotFound(f"no release {version!r} is registered")
+    if not reason.strip():
+        raise UsageError("a rollback needs a reason", usage=USAGE)
+    require(ctx.policy, "rollback", request, subject=rules.subject_of(release))
+    try:
+        rollout = await rules.rollback_release(
+            ctx, release, reason=reason.strip(), actor=request.user_id
+        )
+    except rules.ActuatorUnavailable as err:
+        retry = {
+            "action_id": views.ROLLBACK_CONFIRM,
+            "value": {"release": version, "reason": reason},
+        }
+        buttons = rules.note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
+        text = f"{err.title}: {err.message} Press Retry to try again."
+        return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
+    del rollout
+    target = last_known_good(session=ctx.session, excluding=release.id)
+    to = f"to {target.version}" if target else "with no last known-good release (target null)"
+    return Reply(f"Rolled back {release.version} {to}. Reason: {reason.strip()}")
+
+
+@family.command("", USAGE)
+async def request_rollback(inv: Invocation) -> Reply:
+    """Ask to roll back a release (the only active rollout when RELEASE is left out).
+
+    The reply carries a *Confirm rollback* button; the release is marked rolled_back and the
+    deploy system told once someone with the `rollback` permission confirms.
+    """
+    words = inv.words
+    named = get_release(words[0], session=inv.ctx.session) if words else None
+    if named is not None:
+        version, rest = named.version, words[1:]
+    else:
+        target = pick_rollout(inv)
+        version, rest = target.release.version, target.rest
+    return rollback_confirmation(inv.ctx, inv.request, version, " ".join(rest))

@@ -1,0 +1,143 @@
+"""Button presses on rollout messages: the same rules as the commands, one transaction each.
+
+A button's `value` is JSON naming the release (and, for Promote, the wave it was posted for, so
+a stale press changes nothing). Errors are rendered and refusals audited as the dispatcher does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commands.access import require
+from commands.core import CommandError, Context, Forbidden, NotFound, Reply, Request, UsageError
+from commands.rollback import confirm_rollback, rollback_confirmation
+from commands.wave import rules, views
+from storage.audit import Outcome, record_event
+from storage.models import PauseKind
+from storage.releases import get_release
+from storage.rollouts import rollout_of
+
+ACTIONS = (
+    views.PROMOTE,
+    views.PAUSE,
+    views.RESUME,
+    views.ROLLBACK_REQUEST,
+    views.ROLLBACK_CONFIRM,
+    views.RETRY,
+)
+
+
+def _payload(value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        raise UsageError("this button carries no readable value") from None
+    if not isinstance(data, dict):
+        raise UsageError("this button carries no readable value")
+    return data
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"this button does not say which {key}")
+    return value
+
+
+async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Context) -> Reply:
+    if action_id == views.RETRY:
+        return await _retry(data, request, ctx)
+    version = _text(data, "release")
+    if action_id == views.ROLLBACK_REQUEST:
+        return rollback_confirmation(ctx, request, version, str(data.get("reason") or ""))
+    if action_id == views.ROLLBACK_CONFIRM:
+        return await confirm_rollback(ctx, request, version, str(data.get("reason") or ""))
+    release = get_release(version, session=ctx.session)
+    rollout = rollout_of(release, session=ctx.session) if release is not None else None
+    if release is None or rollout is None:
+        raise NotFound(f"no rollout of {version!r} exists")
+    subject = rules.subject_of(release)
+    waves = rules.plan_of(ctx, rollout)
+    try:
+        if action_id == views.PROMOTE:
+            wave = data.get("wave")
+            if not isinstance(wave, int):
+                raise UsageError("this Promote button does not say which wave")
+            before = views.wave_label(waves, wave) if 0 <= wave < len(waves) else f"wave {wave}"
+            rollout = await rules.promote_rollout(
+                ctx, rollout, actor=request.user_id, request=request, expected_wave=wave
+            )
+            if rollout.state == "complete":
+                return Reply(f"Promoted {before}: {version} is complete.")
+            label = views.wave_label(waves, rollout.wave_index)
+            return Reply(f"Promoted {version} to {label}.")
+        if action_id == views.PAUSE:
+            require(ctx.policy, "wave.pause", request, subject=subject)
+            await rules.pause_rollout(
+                ctx,
+                rollout,
+                kind=PauseKind.manual,
+                reason="paused from the status message",
+                actor=request.user_id,
+            )
+            return Reply(f"Paused {version}.")
+        if action_id == views.RESUME:
+            require(ctx.policy, "wave.resume", request, subject=subject)
+            await rules.resume_rollout(ctx, rollout, actor=request.user_id)
+            return Reply(f"Resumed {version}; its wave is observed afresh.")
+    except rules.ActuatorUnavailable as err:
+        retry = {"action_id": action_id, "value": data}
+        buttons = rules.note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
+        text = f"{err.title}: {err.message} Press Retry to try again."
+        return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
+    raise UsageError(f"unknown button {action_id!r}")
+
+
+async def _retry(data: dict[str, Any], request: Request, ctx: Context) -> Reply:
+    """Run the failed command or button again, as the person pressing Retry (every gate and
+    permission is checked again)."""
+    if isinstance(data.get("command"), str):
+        from commands.router import dispatch  # the router imports this family
+
+        again = Request(
+            command=data["command"],
+            text=str(data.get("text") or ""),
+            user_id=request.user_id,
+            user_groups=request.user_groups,
+            channel_id=request.channel_id,
+        )
+        return await dispatch(again, ctx)
+    inner = data.get("action_id")
+    value = data.get("value")
+    if inner in ACTIONS and inner != views.RETRY and isinstance(value, dict):
+        return await press(request, ctx, str(inner), json.dumps(value))
+    raise UsageError("this Retry button does not say what to retry")
+
+
+async def press(request: Request, ctx: Context, action_id: str, value: str) -> Reply:
+    """One button press in one transaction, like `commands.router.dispatch` for commands."""
+    try:
+        reply = await _run(action_id, _payload(value), request, ctx)
+        ctx.session.commit()
+        return reply
+    except CommandError as err:
+        ctx.session.rollback()
+        if err.audited:
+            record_event(
+                actor=request.user_id,
+                action=err.action or action_id,
+                subject=err.subject or "-",
+                outcome=Outcome.refused,
+                reason=err.message,
+                at=ctx.now(),
+                session=ctx.session,
+            )
+            ctx.session.commit()
+        text = f"{err.title}: {err.message}"
+        if isinstance(err, Forbidden | NotFound | UsageError) and err.usage:
+            text += f"\nUsage: `{err.usage}`"
+        return Reply(text, error=True)
+    except BaseException:
+        ctx.session.rollback()
+        raise

@@ -1,0 +1,172 @@
+"""`/wave`: start, watch, promote, pause, resume a rollout, and read its history."""
+
+from __future__ import annotations
+
+from commands.access import require
+from commands.core import Family, Invocation, NotFound, Reply
+from commands.policy import format_duration
+from commands.wave import rules, views
+from commands.wave.parse import force_option, named_release, no_extra_words, pick_rollout
+from storage.audit import events_for
+from storage.models import PauseKind, Release, Rollout
+from storage.releases import get_release
+from storage.rollouts import active_rollouts, rollout_of
+
+family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
+
+
+def _failed(inv: Invocation, err: rules.ActuatorUnavailable) -> Reply:
+    """The deploy system said no: nothing changed; offer to run the same command again."""
+    retry = {"command": inv.request.command, "text": inv.request.text}
+    buttons = rules.note_actuator_failure(inv.ctx, err, actor=inv.actor, retry=retry)
+    text = f"{err.title}: {err.message} Press Retry to try again."
+    return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
+
+
+@family.command("status", "/wave status [RELEASE]")
+async def show_status(inv: Invocation) -> Reply:
+    """Every active rollout: its wave, time observed of the window, metric verdicts and values.
+
+    With RELEASE: that release's rollout, finished or not.
+    """
+    ctx = inv.ctx
+    if inv.words:
+        release = named_release(inv)
+        if release is None:
+            raise NotFound(f"no release {inv.words[0]!r} is registered", usage=inv.sub.usage)
+        if len(inv.words) > 1:
+            raise inv.usage_error("too many words: give at most one release")
+        rollout = rollout_of(release, session=ctx.session)
+        if rollout is None:
+            return Reply(
+                f"{release.version} ({release.state}) has no rollout yet. Start it with "
+                f"`/wave start {release.version}`."
+            )
+        pairs: list[tuple[Rollout, Release]] = [(rollout, release)]
+    else:
+        pairs = active_rollouts(session=ctx.session)
+        if not pairs:
+            return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
+    texts, blocks = [], []
+    for rollout, release in pairs:
+        view = rules.view_of(ctx, rollout, release)
+        texts.append(views.status_text(view))
+        blocks += views.status_blocks(view)
+    return Reply("\n\n".join(texts), blocks=blocks[:50])
+
+
+@family.command("start", "/wave start RELEASE [PLAN] [--force REASON]", answers_in_ack=False)
+async def start(inv: Invocation) -> Reply:
+    """Start a rollout of RELEASE through PLAN (default: `default`).
+
+    Refused while the readiness checklist is incomplete or a severity 1-2 incident is open;
+    an approver may override the incident gate with `--force REASON`.
+    """
+    words, force = force_option(inv, inv.words)
+    if not words:
+        raise inv.usage_error("missing RELEASE")
+    if len(words) > 2:
+        raise inv.usage_error("too many words: give RELEASE and at most one PLAN")
+    release = get_release(words[0], session=inv.ctx.session)
+    if release is None:
+        raise NotFound(
+            f"no release {words[0]!r} is registered; register it with `/ready new {words[0]}`",
+            usage=inv.sub.usage,
+        )
+    plan = words[1] if len(words) > 1 else "default"
+    if plan not in inv.ctx.policy.plans:
+        plans = ", ".join(inv.ctx.policy.plans) or "none"
+        raise inv.usage_error(f"the policy has no plan {plan!r}; plans: {plans}")
+    try:
+        rollout = await rules.start_rollout(
+            inv.ctx, release, plan, actor=inv.actor, request=inv.request, force_reason=force
+        )
+    except rules.ActuatorUnavailable as err:
+        return _failed(inv, err)
+    wave = inv.ctx.policy.plans[plan][0]
+    return Reply(
+        f"Started {release.version} (plan {plan}): wave 1 ({wave.name}) — "
+        f"{views.exposure(wave)}, observed for {format_duration(wave.observe)}. "
+        f"Rollout #{rollout.id}; its status is posted in the rollouts channel."
+    )
+
+
+@family.command("promote", "/wave promote [RELEASE] [--force REASON]", answers_in_ack=False)
+async def promote(inv: Invocation) -> Reply:
+    """Advance one wave; past the last wave the rollout completes.
+
+    Refused, with the exact reason, unless the window has passed with enough valid samples,
+    the wave's verdict is successful and no severity 1-2 incident is open. `--force REASON`
+    lets an approver override those gates (never the permission check); the reason is audited.
+    """
+    target = pick_rollout(inv)
+    rest, force = force_option(inv, target.rest)
+    no_extra_words(inv, rest)
+    before = target.rollout.wave_index
+    waves = rules.plan_of(inv.ctx, target.rollout)
+    try:
+        rollout = await rules.promote_rollout(
+            inv.ctx, target.rollout, actor=inv.actor, request=inv.request, force_reason=force
+        )
+    except rules.ActuatorUnavailable as err:
+        return _failed(inv, err)
+    if rollout.state == "complete":
+        return Reply(
+            f"Promoted {views.wave_label(waves, before)}: {target.release.version} is complete."
+        )
+    return Reply(
+        f"Promoted {target.release.version} to {views.wave_label(waves, rollout.wave_index)}"
+        f" — {views.exposure(waves[rollout.wave_index])}."
+    )
+
+
+@family.command("pause", "/wave pause [RELEASE] REASON", answers_in_ack=False)
+async def pause(inv: Invocation) -> Reply:
+    """Stop expansion of a rollout, saying why; it stays paused until someone resumes it."""
+    target = pick_rollout(inv)
+    reason = " ".join(target.rest).strip()
+    if not reason:
+        raise inv.usage_error("say why the rollout is paused")
+    require(inv.ctx.policy, "wave.pause", inv.request, subject=rules.subject_of(target.release))
+    try:
+        await rules.pause_rollout(
+            inv.ctx, target.rollout, kind=PauseKind.manual, reason=reason, actor=inv.actor
+        )
+    except rules.ActuatorUnavailable as err:
+        return _failed(inv, err)
+    return Reply(
+        f"Paused {target.release.version}. `/wave resume {target.release.version}` continues."
+    )
+
+
+@family.command("resume", "/wave resume [RELEASE]", answers_in_ack=False)
+async def resume(inv: Invocation) -> Reply:
+    """Continue a paused rollout; its current wave is observed afresh from now."""
+    target = pick_rollout(inv)
+    no_extra_words(inv, target.rest)
+    require(inv.ctx.policy, "wave.resume", inv.request, subject=rules.subject_of(target.release))
+    try:
+        rollout = await rules.resume_rollout(inv.ctx, target.rollout, actor=inv.actor)
+    except rules.ActuatorUnavailable as err:
+        return _failed(inv, err)
+    waves = rules.plan_of(inv.ctx, rollout)
+    return Reply(
+        f"Resumed {target.release.version}: {views.wave_label(waves, rollout.wave_index)} is "
+        f"observed for {format_duration(waves[rollout.wave_index].observe)} from now."
+    )
+
+
+@family.command("history", "/wave history [RELEASE]")
+async def history(inv: Invocation) -> Reply:
+    """The audit trail of a release: who did what, when and why (refusals included)."""
+    if inv.words and named_release(inv) is None:
+        raise NotFound(f"no release {inv.words[0]!r} is registered", usage=inv.sub.usage)
+    if len(inv.words) > 1:
+        raise inv.usage_error("too many words: give at most one release")
+    release = named_release(inv) or pick_rollout(inv, finished_ok=True).release
+    events = events_for(rules.subject_of(release), session=inv.ctx.session, limit=200)
+    if not events:
+        return Reply(f"Nothing has happened to {release.version} yet.")
+    lines = [f"History of {release.version} ({release.state}):"]
+    lines += [views.history_line(e) for e in events]
+    return Reply("\n".join(lines))

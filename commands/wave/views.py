@@ -1,0 +1,294 @@
+"""How rollouts look: the status message, thread events, buttons and the `/wave` replies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from commands.core import Block
+from commands.judge import MetricVerdict, Verdict, WaveVerdict
+from commands.policy import Metric, Wave, format_duration
+from commands.text import mention, span
+from storage.models import AuditEvent, Release, Rollout, RolloutState
+
+# Action ids of the buttons (bot/wave_actions.py listens for them).
+PROMOTE = "wave.promote"
+PAUSE = "wave.pause"
+RESUME = "wave.resume"
+ROLLBACK_REQUEST = "wave.rollback.request"
+ROLLBACK_CONFIRM = "wave.rollback.confirm"
+RETRY = "wave.retry"
+
+VERDICT_ICONS = {
+    Verdict.successful: "✅",
+    Verdict.running: "⏳",
+    Verdict.inconclusive: "❔",
+    Verdict.error: "🙈",
+    Verdict.failed: "❌",
+}
+STATE_ICONS = {
+    RolloutState.running: "🌊",
+    RolloutState.paused: "⏸",
+    RolloutState.complete: "🏁",
+    RolloutState.rolled_back: "⏪",
+}
+PAUSE_WORDS = {
+    "failed": "a metric failed",
+    "blind": "metrics unavailable (blind)",
+    "inconclusive": "metrics inconclusive: a person decides",
+    "budget": "a budget drifted",
+    "slo": "an SLO is burning",
+    "incident": "an incident is open",
+    "manual": "paused by hand",
+    "actuator": "the deploy system failed",
+}
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """Everything the status of one rollout shows."""
+
+    rollout: Rollout
+    release: Release
+    waves: Sequence[Wave]
+    judgement: WaveVerdict | None
+    now: datetime
+
+    @property
+    def wave(self) -> Wave:
+        return self.waves[self.rollout.wave_index]
+
+
+def wave_label(waves: Sequence[Wave], index: int) -> str:
+    wave = waves[index]
+    return f"wave {index + 1} ({wave.name})"
+
+
+def exposure(wave: Wave) -> str:
+    return f"{', '.join(wave.tiers)} at {wave.percent:g}%"
+
+
+def sparkline(values: Sequence[float], width: int = 12) -> str:
+    """A small trend of the latest values: ▁▂▃▅▇."""
+    recent = list(values)[-width:]
+    if not recent:
+        return ""
+    low, high = min(recent), max(recent)
+    if high == low:
+        return SPARKS[3] * len(recent)
+    scale = (len(SPARKS) - 1) / (high - low)
+    return "".join(SPARKS[round((v - low) * scale)] for v in recent)
+
+
+def condition_text(metric: Metric) -> str:
+    parts = []
+    if metric.success is not None:
+        parts.append(f"success {metric.success}")
+    if metric.failure is not None:
+        parts.append(f"failure {metric.failure}")
+    if metric.budget is not None:
+        parts.append(f"budget {metric.budget}")
+    return ", ".join(parts)
+
+
+def value_text(value: float | None, metric: Metric) -> str:
+    if value is None:
+        return "no value yet"
+    unit = f" {metric.unit}" if metric.unit else ""
+    return f"{value:.4g}{unit}"
+
+
+def metric_line(mv: MetricVerdict) -> str:
+    metric = mv.metric
+    trend = sparkline(mv.values)
+    line = (
+        f"{VERDICT_ICONS[mv.verdict]} {metric.id} {value_text(mv.latest, metric)} "
+        f"({condition_text(metric)})"
+    )
+    if trend:
+        line += f" {trend}"
+    line += f" · {mv.valid}/{metric.min_samples} samples"
+    if mv.verdict not in (Verdict.successful, Verdict.running):
+        line += f" · {mv.reason}"
+    if metric.dry_run:
+        line += " · dry run (shown, not counted)"
+    return line
+
+
+def headline(view: RolloutView) -> str:
+    rollout, release = view.rollout, view.release
+    icon = STATE_ICONS.get(RolloutState(rollout.state), "")
+    total = len(view.waves)
+    where = f"{wave_label(view.waves, rollout.wave_index)} of {total}: {exposure(view.wave)}"
+    if rollout.state == RolloutState.complete:
+        return f"{icon} *{release.version}* is complete: every wave of plan {rollout.plan} done."
+    if rollout.state == RolloutState.rolled_back:
+        return f"{icon} *{release.version}* was rolled back at {where}."
+    text = f"{icon} *{release.version}* · {where} · {rollout.state}"
+    if rollout.state == RolloutState.running:
+        observed = view.now - rollout.wave_started_at
+        text += f" · observed {span(observed)} of {format_duration(view.wave.observe)}"
+        if view.judgement is not None:
+            text += f" · verdict {view.judgement.verdict}"
+    elif rollout.state == RolloutState.paused:
+        why = PAUSE_WORDS.get(rollout.pause_kind or "", rollout.pause_kind or "")
+        text += f" ({why}): {rollout.paused_reason or ''}".rstrip(": ")
+    return text
+
+
+def status_text(view: RolloutView) -> str:
+    lines = [headline(view)]
+    if view.judgement is not None and view.rollout.state in (
+        RolloutState.running,
+        RolloutState.paused,
+    ):
+        lines += ["    " + metric_line(mv) for mv in view.judgement.metrics]
+    return "\n".join(lines)
+
+
+def button(
+    text: str,
+    action_id: str,
+    value: dict[str, Any],
+    *,
+    style: str | None = None,
+    confirm: tuple[str, str, str] | None = None,
+) -> ButtonElement:
+    dialog = None
+    if confirm is not None:
+        title, body, yes = confirm
+        dialog = ConfirmObject(title=title[:100], text=body[:300], confirm=yes, deny="Cancel")
+    return ButtonElement(
+        text=text[:75],
+        action_id=action_id,
+        value=json.dumps(value, separators=(",", ":"))[:2000],
+        style=style,
+        confirm=dialog,
+    )
+
+
+def promote_button(view: RolloutView) -> ButtonElement:
+    index = view.rollout.wave_index
+    version = view.release.version
+    last = index + 1 >= len(view.waves)
+    onward = "complete the rollout" if last else f"go to {wave_label(view.waves, index + 1)}"
+    return button(
+        f"Promote wave {index + 1}",
+        PROMOTE,
+        {"release": version, "wave": index},
+        style="primary",
+        confirm=("Promote?", f"{version} will {onward}.", "Promote"),
+    )
+
+
+def rollback_button(version: str, reason: str) -> ButtonElement:
+    return button(
+        "Rollback",
+        ROLLBACK_REQUEST,
+        {"release": version, "reason": reason[:500]},
+        style="danger",
+        confirm=("Roll back?", f"You will be asked to confirm a rollback of {version}.", "Go on"),
+    )
+
+
+def resume_button(version: str, label: str = "Resume") -> ButtonElement:
+    return button(
+        label,
+        RESUME,
+        {"release": version},
+        confirm=(f"{label}?", f"{version} will expand again; its wave is observed afresh.", label),
+    )
+
+
+def status_buttons(view: RolloutView) -> list[ButtonElement]:
+    version = view.release.version
+    state = view.rollout.state
+    if state not in (RolloutState.running, RolloutState.paused):
+        return []
+    buttons = [promote_button(view)]
+    if state == RolloutState.running:
+        buttons.append(
+            button(
+                "Pause",
+                PAUSE,
+                {"release": version},
+                confirm=("Pause?", f"Expansion of {version} stops until resumed.", "Pause"),
+            )
+        )
+    else:
+        buttons.append(resume_button(version))
+    buttons.append(rollback_button(version, "rollback from the status message"))
+    return buttons
+
+
+def status_blocks(view: RolloutView) -> list[Block]:
+    blocks: list[Any] = [
+        HeaderBlock(text=f"Rollout {view.release.version}"[:150]),
+        SectionBlock(text=MarkdownTextObject(text=headline(view)[:3000])),
+    ]
+    if view.judgement is not None and view.rollout.state in (
+        RolloutState.running,
+        RolloutState.paused,
+    ):
+        lines = "\n".join(metric_line(mv) for mv in view.judgement.metrics)
+        if lines:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))
+    plan = " → ".join(
+        ("*" + w.name + "*") if i == view.rollout.wave_index else w.name
+        for i, w in enumerate(view.waves)
+    )
+    blocks.append(
+        ContextBlock(elements=[MarkdownTextObject(text=f"plan {view.rollout.plan}: {plan}")])
+    )
+    buttons = status_buttons(view)
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
+    return [block.to_dict() for block in blocks]
+
+
+def with_buttons(text: str, buttons: Sequence[ButtonElement]) -> list[Block]:
+    blocks: list[Any] = [SectionBlock(text=MarkdownTextObject(text=text[:3000]))]
+    if buttons:
+        blocks.append(ActionsBlock(elements=list(buttons)))
+    return [block.to_dict() for block in blocks]
+
+
+def retry_button(payload: dict[str, Any]) -> ButtonElement:
+    return button("Retry", RETRY, payload, style="primary")
+
+
+def confirm_rollback_blocks(text: str, version: str, reason: str) -> list[Block]:
+    confirm = button(
+        "Confirm rollback",
+        ROLLBACK_CONFIRM,
+        {"release": version, "reason": reason[:500]},
+        style="danger",
+        confirm=("Roll back now?", f"{version} will be rolled back: {reason}"[:300], "Roll back"),
+    )
+    return with_buttons(text, [confirm])
+
+
+def history_line(event: AuditEvent) -> str:
+    when = event.at.strftime("%Y-%m-%d %H:%M")
+    line = f"{when} {mention(event.actor)} {event.action}"
+    if event.outcome != "ok":
+        line += f" ({event.outcome})"
+    if event.detail:
+        line += f" — {event.detail}"
+    if event.reason:
+        line += f" — why: {event.reason}"
+    return line

@@ -1,0 +1,117 @@
+"""Rollout queries, and the one way to change a rollout: a compare-and-set on its `version`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from storage.models import Release, Rollout, RolloutState
+
+ACTIVE = (RolloutState.running, RolloutState.paused)
+
+
+class DuplicateRollout(Exception):
+    """The release already has a rollout (one per release)."""
+
+
+def create_rollout(rollout: Rollout, *, session: Session) -> Rollout:
+    try:
+        with session.begin_nested():
+            session.add(rollout)
+            session.flush()
+    except sa.exc.IntegrityError:
+        raise DuplicateRollout(rollout.release_id) from None
+    return rollout
+
+
+def get_rollout(rollout_id: int, *, session: Session) -> Rollout | None:
+    return session.get(Rollout, rollout_id)
+
+
+def rollout_of(release: Release, *, session: Session) -> Rollout | None:
+    return session.exec(select(Rollout).where(Rollout.release_id == release.id)).first()
+
+
+def active_rollouts(*, session: Session) -> list[tuple[Rollout, Release]]:
+    """Running and paused rollouts with their releases, oldest first."""
+    query = (
+        select(Rollout, Release)
+        .join(Release, col(Release.id) == col(Rollout.release_id))
+        .where(col(Rollout.state).in_(ACTIVE))
+        .order_by(col(Rollout.started_at), col(Rollout.id))
+    )
+    return [(r, rel) for r, rel in session.exec(query)]
+
+
+def running_rollout_ids(*, session: Session) -> list[int]:
+    query = (
+        select(Rollout.id).where(Rollout.state == RolloutState.running).order_by(col(Rollout.id))
+    )
+    return [i for i in session.exec(query) if i is not None]
+
+
+def list_rollouts(
+    *, session: Session, state: str | None = None, limit: int = 500
+) -> list[tuple[Rollout, Release]]:
+    """Every rollout, newest first, optionally of one state."""
+    query = select(Rollout, Release).join(Release, col(Release.id) == col(Rollout.release_id))
+    if state is not None:
+        query = query.where(Rollout.state == state)
+    query = query.order_by(col(Rollout.started_at).desc(), col(Rollout.id).desc()).limit(limit)
+    return [(r, rel) for r, rel in session.exec(query)]
+
+
+def change_rollout(rollout: Rollout, *, session: Session, **values: Any) -> bool:
+    """Apply `values` only if nobody changed the rollout since it was read (its `version` is
+    still the one we saw), bumping the version. False: someone else won; `rollout` is reloaded.
+
+    On PostgreSQL a concurrent UPDATE waits for the winner's commit and then matches no row; on
+    SQLite the write lock serialises writers the same way.
+    """
+    assert rollout.id is not None
+    seen = rollout.version
+    statement = (
+        sa.update(Rollout)
+        .where(col(Rollout.id) == rollout.id, col(Rollout.version) == seen)
+        .values(version=seen + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(statement)
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def set_verdict(rollout: Rollout, verdict: str, *, session: Session) -> None:
+    """The latest verdict is an observation, not a state change: it does not bump the version,
+    so a poll never makes a person's Promote look stale."""
+    if rollout.verdict == verdict:
+        return
+    assert rollout.id is not None
+    session.execute(
+        sa.update(Rollout)
+        .where(col(Rollout.id) == rollout.id)
+        .values(verdict=verdict)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(rollout)
+
+
+def mark_ready(rollout: Rollout, *, at: datetime, session: Session) -> bool:
+    """Note once per wave that it is ready (its approvers were offered Promote). False when it
+    was already noted. Like the verdict, this does not bump the version."""
+    assert rollout.id is not None
+    result = session.execute(
+        sa.update(Rollout)
+        .where(
+            col(Rollout.id) == rollout.id,
+            col(Rollout.wave_index) == rollout.wave_index,
+            col(Rollout.ready_at).is_(None),
+        )
+        .values(ready_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
