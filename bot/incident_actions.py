@@ -23,6 +23,7 @@ from commands.incident import rules
 from commands.incident.parse import DeclareArgs, parse_form
 from commands.incident.ports import IncidentChat
 from commands.incident.views import DECLARE_FORM, RESUME_ACTION, TICK_ACTION
+from commands.unit import perform as perform_unit
 from storage.incidents import incident_in_channel
 from storage.releases import get_release
 
@@ -36,7 +37,9 @@ async def perform(
 ) -> T | Reply:
     """One unit of work for an interaction; an error comes back as a Reply."""
     with Session(runtime.engine, expire_on_commit=False) as session:
-        result = await rules.perform(request, runtime.context(session), work)
+        result = await perform_unit(
+            request.user_id, runtime.context(session), work, action="incident"
+        )
     runtime.outbox_ready.set()
     return result
 

@@ -16,7 +16,7 @@ from commands.core import (
     UsageError,
     split_words,
 )
-from storage.audit import Outcome, record_event
+from commands.unit import perform
 
 log = logging.getLogger(__name__)
 
@@ -75,38 +75,15 @@ def answers_in_ack(request: Request) -> bool:
     return isinstance(target, Reply) or target[1].answers_in_ack
 
 
-def render_error(err: CommandError) -> Reply:
-    text = f"{err.title}: {err.message}"
-    if err.usage:
-        text += f"\nUsage: `{err.usage}`"
-    return Reply(text, error=True)
-
-
 async def dispatch(request: Request, ctx: Context) -> Reply:
-    """Run one command in one transaction. A typed error rolls back its changes, is written to
-    the audit trail when it is a refusal, and comes back as a reply."""
-    try:
+    """Run one command as one unit of work (commands/unit.py): a typed error rolls back its
+    changes, is audited when it is a refusal, and comes back as a reply."""
+
+    async def work(ctx: Context) -> Reply:
         target = route(request)
         if isinstance(target, Reply):
             return target
         _, sub, words = target
-        reply = await sub.handler(Invocation(request, ctx, words, sub))
-        ctx.session.commit()
-        return reply
-    except CommandError as err:
-        ctx.session.rollback()
-        if err.audited:
-            record_event(
-                actor=request.user_id,
-                action=err.action or request.command.lstrip("/"),
-                subject=err.subject or "-",
-                outcome=Outcome.refused,
-                reason=err.message,
-                at=ctx.now(),
-                session=ctx.session,
-            )
-            ctx.session.commit()
-        return render_error(err)
-    except BaseException:
-        ctx.session.rollback()
-        raise
+        return await sub.handler(Invocation(request, ctx, words, sub))
+
+    return await perform(request.user_id, ctx, work, action=request.command.lstrip("/"))

@@ -7,19 +7,15 @@ in the thread of its announcement in the incidents channel.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
-from typing import TypeVar
 
 from commands.access import require
 from commands.announce import announce
 from commands.core import (
     Block,
-    CommandError,
     Conflict,
     Context,
     NotFound,
-    Reply,
     Request,
     UsageError,
 )
@@ -56,7 +52,6 @@ COMMANDERS = "incident-commanders"
 # How many `-2`, `-3` … suffixes are tried when a channel name is taken.
 NAME_ATTEMPTS = 20
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-T = TypeVar("T")
 
 
 def subject(incident: Incident) -> str:
@@ -528,36 +523,3 @@ def remind_due(ctx: Context) -> list[Incident]:
         )
         reminded.append(incident)
     return reminded
-
-
-# ---------------------------------------------------------------- one unit of work
-
-
-async def perform(
-    request: Request, ctx: Context, work: Callable[[Context], Awaitable[T]]
-) -> T | Reply:
-    """Run `work` as one transaction, as the dispatcher runs a command: a typed error rolls
-    back, refusals are audited, and the error comes back as a reply (buttons, forms, events)."""
-    from commands.router import render_error
-
-    try:
-        result = await work(ctx)
-        ctx.session.commit()
-        return result
-    except CommandError as err:
-        ctx.session.rollback()
-        if err.audited:
-            record_event(
-                actor=request.user_id,
-                action=err.action or "incident",
-                subject=err.subject or "-",
-                outcome=Outcome.refused,
-                reason=err.message,
-                at=ctx.now(),
-                session=ctx.session,
-            )
-            ctx.session.commit()
-        return render_error(err)
-    except BaseException:
-        ctx.session.rollback()
-        raise

@@ -10,10 +10,10 @@ import json
 from typing import Any
 
 from commands.access import require
-from commands.core import CommandError, Context, Forbidden, NotFound, Reply, Request, UsageError
+from commands.core import Context, NotFound, Reply, Request, UsageError
 from commands.rollback import confirm_rollback, rollback_confirmation
+from commands.unit import perform
 from commands.wave import rules, views
-from storage.audit import Outcome, record_event
 from storage.models import PauseKind
 from storage.releases import get_release
 from storage.rollouts import rollout_of
@@ -116,28 +116,9 @@ async def _retry(data: dict[str, Any], request: Request, ctx: Context) -> Reply:
 
 
 async def press(request: Request, ctx: Context, action_id: str, value: str) -> Reply:
-    """One button press in one transaction, like `commands.router.dispatch` for commands."""
-    try:
-        reply = await _run(action_id, _payload(value), request, ctx)
-        ctx.session.commit()
-        return reply
-    except CommandError as err:
-        ctx.session.rollback()
-        if err.audited:
-            record_event(
-                actor=request.user_id,
-                action=err.action or action_id,
-                subject=err.subject or "-",
-                outcome=Outcome.refused,
-                reason=err.message,
-                at=ctx.now(),
-                session=ctx.session,
-            )
-            ctx.session.commit()
-        text = f"{err.title}: {err.message}"
-        if isinstance(err, Forbidden | NotFound | UsageError) and err.usage:
-            text += f"\nUsage: `{err.usage}`"
-        return Reply(text, error=True)
-    except BaseException:
-        ctx.session.rollback()
-        raise
+    """One button press as one unit of work, like `commands.router.dispatch` for commands."""
+
+    async def work(ctx: Context) -> Reply:
+        return await _run(action_id, _payload(value), request, ctx)
+
+    return await perform(request.user_id, ctx, work, action=action_id)
