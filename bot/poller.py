@@ -96,7 +96,7 @@ async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
             if drift is not None:
                 await guardrails.apply(ctx, rollout, checks, drift)
             if recorded and (rollout.version, rollout.verdict) == before:
-                rules.publish_status(ctx, rollout)  # new values; a change already published
+                rules.refresh_status(ctx, rollout)  # new values; a change already published
             session.commit()
     runtime.outbox_ready.set()
     return verdict

@@ -22,6 +22,20 @@ def enqueue_post(
     message_key: str | None = None,
     thread_key: str | None = None,
 ) -> OutboxPost:
+    """Queue a post. A keyed message that still has an unsent version takes the new content
+    instead of queueing another: a burst of updates costs Slack one call, not one per change."""
+    if message_key is not None:
+        waiting = session.exec(
+            select(OutboxPost).where(
+                OutboxPost.message_key == message_key, col(OutboxPost.sent_at).is_(None)
+            )
+        ).first()
+        if waiting is not None:
+            waiting.text = text
+            waiting.blocks = json.dumps(blocks) if blocks else None
+            session.add(waiting)
+            session.flush()
+            return waiting
     post = OutboxPost(
         channel=channel,
         text=text,
@@ -68,6 +82,16 @@ def mark_failed(post: OutboxPost, *, error: str, retry_at: datetime, session: Se
 def backoff(attempts: int) -> timedelta:
     """1s, 2s, 4s … capped at five minutes."""
     return timedelta(seconds=min(300, 2 ** max(0, attempts)))
+
+
+def last_post_at(message_key: str, *, session: Session) -> datetime | None:
+    """When the newest version of a keyed message was queued."""
+    query = (
+        select(OutboxPost.created_at)
+        .where(OutboxPost.message_key == message_key)
+        .order_by(col(OutboxPost.id).desc())
+    )
+    return session.exec(query).first()
 
 
 def get_message(key: str, *, session: Session) -> SlackMessage | None:

@@ -289,9 +289,13 @@ async def test_lifecycle_in_the_incident_channel_and_resume_offer(
     assert reply["text"] == "Update added to the timeline of #1."
     reply = await command(service, f"lead <@{COMMANDER}>", user=DEVELOPER, **here)
     assert reply["text"] == f"<@{COMMANDER}> leads incident #1 now."
+    # The outbox worker delivers each change within a second; unsent updates of one message
+    # would otherwise be coalesced into one call (tests/test_outbox.py).
+    await service.delivery.deliver_due()
     clock.advance(minutes=20)
     reply = await command(service, "mitigated", user=COMMANDER, **here)
     assert "mitigated 10:30 UTC (+30m)" in reply["text"]
+    await service.delivery.deliver_due()
     clock.advance(minutes=30)
     refused = await command(service, "resolve writes are healthy", user=DEVELOPER, **here)
     assert "incident.resolve" in refused["text"]

@@ -71,9 +71,10 @@ async def test_keyed_message_is_updated_in_place_and_threaded_under(
 ) -> None:
     worker = delivery(engine, slack, clock)
     queue(engine, clock, "rollout 1: wave 1", message_key="rollout:1")
+    assert await worker.deliver_due() == 1
     queue(engine, clock, "promoted to wave 2", thread_key="rollout:1")
     queue(engine, clock, "rollout 1: wave 2", message_key="rollout:1")
-    assert await worker.deliver_due() == 3
+    assert await worker.deliver_due() == 2
     first, reply = slack.posts()
     assert "thread_ts" not in first or first["thread_ts"] is None
     (update,) = [c.args for c in slack.calls_to("chat.update")]
@@ -107,3 +108,18 @@ async def test_slack_down_backs_off_and_keeps_the_post(engine: Engine, clock: Fa
         assert post.last_error is not None
         assert post.last_error.startswith("connection")
         assert post.next_attempt_at > clock()
+
+
+async def test_unsent_updates_of_one_message_are_coalesced(
+    engine: Engine, slack: FakeSlack, clock: FakeClock
+) -> None:
+    worker = delivery(engine, slack, clock)
+    queue(engine, clock, "rollout 1: wave 1", message_key="rollout:1")
+    assert await worker.deliver_due() == 1
+    for wave in (2, 3, 4):
+        queue(engine, clock, f"rollout 1: wave {wave}", message_key="rollout:1")
+    queue(engine, clock, "an event", thread_key="rollout:1")
+    assert await worker.deliver_due() == 2
+    updates = [c.args["text"] for c in slack.calls_to("chat.update")]
+    assert updates == ["rollout 1: wave 4"]
+    assert [p["text"] for p in slack.posts()] == ["rollout 1: wave 1", "an event"]

@@ -12,6 +12,11 @@ from storage.models import PauseKind, Release, Rollout
 from storage.releases import get_release
 from storage.rollouts import active_rollouts, rollout_of
 
+# Up to this many active rollouts, `/wave status` shows each with its metrics; beyond it, one line
+# each (at most LISTED), since judging every rollout would outlast Slack's 3-second ack.
+DETAILED = 5
+LISTED = 40
+
 family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
 
 
@@ -47,6 +52,13 @@ async def show_status(inv: Invocation) -> Reply:
         pairs = active_rollouts(session=ctx.session)
         if not pairs:
             return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
+    if len(pairs) > DETAILED:
+        listed = [
+            views.RolloutView(rollout, release, rules.plan_of(ctx, rollout), None, ctx.now())
+            for rollout, release in pairs
+        ]
+        text, blocks = views.overview(listed, limit=LISTED)
+        return Reply(text, blocks=blocks)
     texts, blocks = [], []
     for rollout, release in pairs:
         view = rules.view_of(ctx, rollout, release)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from commands.access import in_role, require
@@ -27,6 +27,7 @@ from storage.audit import Outcome, event_exists, record_event
 from storage.incidents import add_timeline_entry, open_incidents
 from storage.measurements import add_measurement, wave_measurements
 from storage.models import Incident, PauseKind, Release, ReleaseState, Rollout, RolloutState
+from storage.outbox import last_post_at
 from storage.releases import last_known_good
 from storage.rollouts import (
     ACTIVE,
@@ -64,6 +65,10 @@ class Blocker:
 
 def subject_of(release: Release) -> str:
     return f"release:{release.version}"
+
+
+# How often a status message shows fresh values when nothing else changed.
+STATUS_REFRESH = timedelta(minutes=5)
 
 
 def thread_key(rollout: Rollout) -> str:
@@ -266,6 +271,17 @@ def publish_status(ctx: Context, rollout: Rollout, release: Release | None = Non
         blocks=views.status_blocks(view),
         message_key=thread_key(rollout),
     )
+
+
+def refresh_status(ctx: Context, rollout: Rollout) -> bool:
+    """New values with no change of state: update the status message at most every
+    STATUS_REFRESH, so a poll every minute of many rollouts stays within Slack's rate limits.
+    Changes of state publish at once (publish_status)."""
+    last = last_post_at(thread_key(rollout), session=ctx.session)
+    if last is not None and ctx.now() - last < STATUS_REFRESH:
+        return False
+    publish_status(ctx, rollout)
+    return True
 
 
 def post_event(ctx: Context, rollout: Rollout, text: str, buttons: Sequence[Any] = ()) -> None:

@@ -160,6 +160,30 @@ def status_text(view: RolloutView) -> str:
     return "\n".join(lines)
 
 
+def overview(rollouts: Sequence[RolloutView], *, limit: int) -> tuple[str, list[Block]]:
+    """Many active rollouts, one line each, from their stored state and verdict: no rollout is
+    judged and no metric read, so the answer stays quick with hundreds of rollouts."""
+    lines = []
+    for view in rollouts[:limit]:
+        line = headline(view)
+        if view.rollout.state == RolloutState.running:
+            line += f" · verdict {view.rollout.verdict}"
+        lines.append(line)
+    if len(rollouts) > limit:
+        lines.append(f"… and {len(rollouts) - limit} more.")
+    title = f"{len(rollouts)} active rollouts. `/wave status RELEASE` shows one with its metrics."
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict()]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(part) + 1 for part in chunk) + len(line) > 2900:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))).to_dict())
+            chunk = []
+        chunk.append(line[:2900])
+    if chunk:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))).to_dict())
+    return "\n".join([title, *lines]), blocks
+
+
 def button(
     text: str,
     action_id: str,
