@@ -35,15 +35,22 @@ def rollout_of(release: Release, *, session: Session) -> Rollout | None:
     return session.exec(select(Rollout).where(Rollout.release_id == release.id)).first()
 
 
-def active_rollouts(*, session: Session) -> list[tuple[Rollout, Release]]:
-    """Running and paused rollouts with their releases, oldest first."""
+def active_rollouts(*, session: Session, limit: int | None = None) -> list[tuple[Rollout, Release]]:
+    """Running and paused rollouts with their releases, oldest first (the first `limit`)."""
     query = (
         select(Rollout, Release)
         .join(Release, col(Release.id) == col(Rollout.release_id))
         .where(col(Rollout.state).in_(ACTIVE))
         .order_by(col(Rollout.started_at), col(Rollout.id))
     )
+    if limit is not None:
+        query = query.limit(limit)
     return [(r, rel) for r, rel in session.exec(query)]
+
+
+def count_active_rollouts(*, session: Session) -> int:
+    query = select(sa.func.count()).select_from(Rollout).where(col(Rollout.state).in_(ACTIVE))
+    return int(session.exec(query).one())
 
 
 def running_rollout_ids(*, session: Session) -> list[int]:

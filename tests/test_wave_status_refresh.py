@@ -3,6 +3,10 @@ polling many rollouts stays within Slack's rate limits; a change of state is pos
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
+
 from commands.core import Context
 from commands.wave import rules
 from storage.models import PauseKind
@@ -57,3 +61,17 @@ async def test_many_active_rollouts_are_listed_one_line_each(ctx: Context) -> No
     assert "samples" not in reply.text  # no rollout was judged metric by metric
     detailed = await run(ctx, "/wave status 1.3")
     assert "samples" in detailed.text
+
+
+async def test_the_overview_names_how_many_it_leaves_out(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The package exports the Family as `family`, which hides the module of the same name.
+    monkeypatch.setattr(importlib.import_module("commands.wave.family"), "LISTED", 4)
+    ctx.policy = small_policy()
+    for n in range(7):
+        await start(ctx, f"2.{n}")
+    lines = (await run(ctx, "/wave status")).text.splitlines()
+    assert lines[0].startswith("7 active rollouts.")
+    assert len(lines) == 1 + 4 + 1
+    assert lines[-1] == "… and 3 more."

@@ -10,7 +10,7 @@ from commands.wave.parse import force_option, named_release, no_extra_words, pic
 from storage.audit import events_for
 from storage.models import PauseKind, Release, Rollout
 from storage.releases import get_release
-from storage.rollouts import active_rollouts, rollout_of
+from storage.rollouts import active_rollouts, count_active_rollouts, rollout_of
 
 # Up to this many active rollouts, `/wave status` shows each with its metrics; beyond it, one line
 # each (at most LISTED), since judging every rollout would outlast Slack's 3-second ack.
@@ -49,16 +49,17 @@ async def show_status(inv: Invocation) -> Reply:
             )
         pairs: list[tuple[Rollout, Release]] = [(rollout, release)]
     else:
-        pairs = active_rollouts(session=ctx.session)
-        if not pairs:
+        total = count_active_rollouts(session=ctx.session)
+        if total == 0:
             return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
-    if len(pairs) > DETAILED:
-        listed = [
-            views.RolloutView(rollout, release, rules.plan_of(ctx, rollout), None, ctx.now())
-            for rollout, release in pairs
-        ]
-        text, blocks = views.overview(listed, limit=LISTED)
-        return Reply(text, blocks=blocks)
+        if total > DETAILED:
+            listed = [
+                views.RolloutView(rollout, release, rules.plan_of(ctx, rollout), None, ctx.now())
+                for rollout, release in active_rollouts(session=ctx.session, limit=LISTED)
+            ]
+            text, blocks = views.overview(listed, total=total)
+            return Reply(text, blocks=blocks)
+        pairs = active_rollouts(session=ctx.session)
     texts, blocks = [], []
     for rollout, release in pairs:
         view = rules.view_of(ctx, rollout, release)

@@ -160,18 +160,18 @@ def status_text(view: RolloutView) -> str:
     return "\n".join(lines)
 
 
-def overview(rollouts: Sequence[RolloutView], *, limit: int) -> tuple[str, list[Block]]:
-    """Many active rollouts, one line each, from their stored state and verdict: no rollout is
-    judged and no metric read, so the answer stays quick with hundreds of rollouts."""
+def overview(rollouts: Sequence[RolloutView], *, total: int) -> tuple[str, list[Block]]:
+    """Many active rollouts (the first of `total`), one line each, from their stored state and
+    verdict: no rollout is judged and no metric read, so the answer stays quick with hundreds."""
     lines = []
-    for view in rollouts[:limit]:
+    for view in rollouts:
         line = headline(view)
         if view.rollout.state == RolloutState.running:
             line += f" · verdict {view.rollout.verdict}"
         lines.append(line)
-    if len(rollouts) > limit:
-        lines.append(f"… and {len(rollouts) - limit} more.")
-    title = f"{len(rollouts)} active rollouts. `/wave status RELEASE` shows one with its metrics."
+    if total > len(rollouts):
+        lines.append(f"… and {total - len(rollouts)} more.")
+    title = f"{total} active rollouts. `/wave status RELEASE` shows one with its metrics."
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict()]
     chunk: list[str] = []
     for line in lines:
