@@ -244,18 +244,12 @@ def record_result(
 
 
 def check_by_person(item: ChecklistItem, *, evidence: str | None, subject: str) -> None:
-    """Items verified by CI or by metrics are not ticked by hand: they are waived, or verified."""
+    """Items verified by CI are not ticked by hand (CI reports them, or they are waived); items
+    verified by a person may need evidence."""
     if item.verify.by == "ci":
         raise GateClosed(
             f"{item.id} is verified by CI (checks: {', '.join(item.verify.checks)}); CI reports "
             "each with POST /api/v1/checks. A release manager can waive it with a reason.",
-            action="ready.check",
-            subject=subject,
-        )
-    if item.verify.by == "metric":
-        raise GateClosed(
-            f"{item.id} is verified by metrics ({', '.join(item.verify.metrics)}): it passes when "
-            "every one returns data. A release manager can waive it with a reason.",
             action="ready.check",
             subject=subject,
         )

@@ -21,7 +21,8 @@ from commands.checklist import (
     record_result,
     register_release,
 )
-from commands.core import Context, Family, Invocation, NotFound, Reply
+from commands.core import Context, Family, GateClosed, Invocation, NotFound, Reply
+from commands.observability import verify_and_record
 from commands.text import ago, mention, unwrap_link
 from storage.models import CheckStatus, Release
 from storage.releases import get_release, newest_unfinished_release
@@ -79,11 +80,14 @@ async def new_release(inv: Invocation) -> Reply:
     )
 
 
-@family.command("check", "/ready check [RELEASE] ITEM [EVIDENCE]")
+# Acknowledged first: an item verified by metrics is read from its sources, which may take a
+# source's timeout.
+@family.command("check", "/ready check [RELEASE] ITEM [EVIDENCE]", answers_in_ack=False)
 async def check_item(inv: Invocation) -> Reply:
     """Mark a checklist item as passed, with a link to the evidence.
 
-    Items verified by CI or by metrics are not ticked by hand; waive them instead.
+    An item verified by metrics is verified now: it passes when every metric it lists returns
+    data. Items verified by CI are reported by CI; waive them if CI cannot.
     """
     release, words = pick_release(inv)
     if not words:
@@ -92,6 +96,11 @@ async def check_item(inv: Invocation) -> Reply:
     evidence = " ".join(unwrap_link(w) for w in words[1:]).strip() or None
     subject = f"release:{release.version}"
     require(inv.ctx.policy, "ready.check", inv.request, subject=subject)
+    if item.verify.by == "metric":
+        verification = await verify_and_record(release, item, inv.ctx, actor=inv.actor)
+        if not verification.passed:
+            raise GateClosed(verification.explain(), action="ready.check", subject=subject)
+        return _after_change(release, item.id, "verified", inv.ctx)
     check_by_person(item, evidence=evidence, subject=subject)
     record_result(release, item, CheckStatus.passed, inv.ctx, actor=inv.actor, evidence=evidence)
     return _after_change(release, item.id, "passed", inv.ctx)

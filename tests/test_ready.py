@@ -153,12 +153,32 @@ async def test_ci_items_cannot_be_ticked_by_hand(ctx: Context) -> None:
     assert states(ctx, release)["validation"] == "pending"
 
 
-async def test_metric_items_cannot_be_ticked_by_hand(ctx: Context) -> None:
+async def test_a_metric_item_is_refused_while_its_metrics_return_nothing(ctx: Context) -> None:
     release = await new(ctx)
     reply = await run(ctx, "/ready check observability https://grafana/1")
     assert reply.error
-    assert "verified by metrics" in reply.text
+    assert f"observability of {VERSION} is not verified: 3 of 3 metrics returned no data" in (
+        reply.text
+    )
+    assert "api_request_rate has no client for its source 'demo'" in reply.text
     assert states(ctx, release)["observability"] == "pending"
+    refused = ctx.session.exec(select(AuditEvent).where(AuditEvent.outcome == "refused")).one()
+    assert refused.action == "ready.check"
+
+
+async def test_a_metric_item_is_verified_when_every_metric_returns_data(ctx: Context) -> None:
+    from bot.sources.demo import DemoSource
+    from commands.policy import DemoSource as DemoConfig
+
+    ctx.services["sources"] = {"demo": DemoSource(DemoConfig(type="demo"))}
+    release = await new(ctx)
+    reply = await run(ctx, "/ready check observability")
+    assert not reply.error, reply.text
+    status = {s.item.id: s for s in evaluate(release, ctx).items}["observability"]
+    assert status.state == "passed"
+    assert status.actor == MANAGER
+    assert status.evidence is not None
+    assert status.evidence.startswith("every metric returned data: api_request_rate=")
 
 
 async def test_ci_item_passes_only_when_every_check_passed(ctx: Context) -> None:
@@ -229,7 +249,7 @@ async def test_help_comes_from_the_docstrings(ctx: Context) -> None:
     assert "`/ready waive [RELEASE] ITEM REASON`" in family_help
     assert "Waive a checklist item with a reason" in family_help
     one = (await run(ctx, "/ops ready help check")).text
-    assert "Items verified by CI or by metrics are not ticked by hand" in one
+    assert "An item verified by metrics is verified now" in one
     assert "/ready" in (await run(ctx, "/ops")).text
     assert (await run(ctx, "/ready help nothing")).error
 
