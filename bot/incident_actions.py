@@ -14,7 +14,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
-from bot.incident_chat import CURRENT_TRIGGER
 from bot.runtime import Runtime
 from bot.slack import make_request
 from commands.access import require
@@ -66,17 +65,6 @@ def _form_fields(view: dict[str, Any]) -> dict[str, str | None]:
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    async def remember_trigger(body: dict[str, Any], next: Callable[[], Awaitable[Any]]) -> Any:
-        # Forms need the trigger of the request that asks for them (see CURRENT_TRIGGER). Bolt
-        # runs global middleware one after the other, not nested, so the value is set for the
-        # rest of this request's task (and the lazy listeners it starts), never reset: every
-        # request sets its own.
-        trigger = body.get("trigger_id") if isinstance(body, dict) else None
-        CURRENT_TRIGGER.set(str(trigger) if trigger else None)
-        return await next()
-
-    app.middleware(remember_trigger)
-
     # -------------------------------------------------------- the declare form
 
     def read_form(view: dict[str, Any]) -> tuple[DeclareArgs | None, dict[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -15,10 +14,6 @@ from commands.incident.ports import Channel, ChatFailed, NameTaken
 from commands.incident.views import form_as_text
 
 log = logging.getLogger(__name__)
-
-# The trigger of the Slack request being handled: a modal can only be opened with it, within
-# three seconds. Set by a Bolt middleware (bot/incident_actions.py); lazy listeners inherit it.
-CURRENT_TRIGGER: ContextVar[str | None] = ContextVar("slack_trigger_id", default=None)
 
 
 def _error(exc: SlackApiError) -> str:
@@ -62,14 +57,13 @@ class SlackIncidentChat:
         except SlackApiError as exc:
             log.warning("setting the topic of %s failed: %s", channel, _error(exc))
 
-    async def open_modal(self, user: str, view: dict[str, Any]) -> bool:
-        trigger = CURRENT_TRIGGER.get()
-        if trigger is None:
+    async def open_modal(self, trigger_id: str | None, view: dict[str, Any]) -> bool:
+        if trigger_id is None:
             return False
         try:
-            await self.client.views_open(trigger_id=trigger, view=view)
+            await self.client.views_open(trigger_id=trigger_id, view=view)
         except SlackApiError as exc:
-            log.warning("opening a form for %s failed: %s", user, _error(exc))
+            log.warning("opening a form failed: %s", _error(exc))
             return False
         return True
 
@@ -108,7 +102,7 @@ class ConsoleIncidentChat:
     async def set_topic(self, channel: str, topic: str) -> None:
         self.say(f"[slack] conversations.setTopic {channel}: {topic}")
 
-    async def open_modal(self, user: str, view: dict[str, Any]) -> bool:
+    async def open_modal(self, trigger_id: str | None, view: dict[str, Any]) -> bool:
         self.say(f"[slack] (in Slack a form would open: {form_as_text(view)})")
         return False
 

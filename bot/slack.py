@@ -88,14 +88,25 @@ def build_bolt_app(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
 
 
 async def make_request(
-    runtime: Runtime, *, user_id: str, command: str, text: str, channel_id: str | None
+    runtime: Runtime,
+    *,
+    user_id: str,
+    command: str,
+    text: str,
+    channel_id: str | None,
+    trigger_id: str | None = None,
 ) -> Request:
     """A command request for a Slack user, with their membership of the policy's user groups."""
     groups = group_ids(runtime.policy)
     membership: GroupMembership = runtime.services["membership"]
     member_of = await membership.groups_of(user_id, groups) if groups else frozenset()
     return Request(
-        command=command, text=text, user_id=user_id, user_groups=member_of, channel_id=channel_id
+        command=command,
+        text=text,
+        user_id=user_id,
+        user_groups=member_of,
+        channel_id=channel_id,
+        trigger_id=trigger_id,
     )
 
 
@@ -107,6 +118,7 @@ def register_commands(app: AsyncApp, runtime: Runtime) -> None:
             command=str(command.get("command", ROOT)),
             text=str(command.get("text", "")),
             channel_id=command.get("channel_id"),
+            trigger_id=command.get("trigger_id"),
         )
 
     async def on_slash_command(ack: AsyncAck, command: dict[str, Any]) -> None:

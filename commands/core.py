@@ -36,6 +36,8 @@ class Request:
     user_id: str
     user_groups: frozenset[str] = frozenset()
     channel_id: str | None = None
+    # Slack's trigger of this request: a form (modal) can be opened with it for 3 seconds.
+    trigger_id: str | None = None
 
 
 @dataclass

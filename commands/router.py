@@ -48,8 +48,13 @@ def _family(name: str) -> Family:
 
 def route(request: Request) -> tuple[Family, Subcommand, list[str]] | Reply:
     """Find the family and subcommand, or the help reply asked for. Raises UsageError."""
-    words = split_words(request.text)
     command = request.command.lower()
+    try:
+        words = split_words(request.text)
+    except UsageError as err:
+        family = ALIASES.get(command)
+        err.usage = f"/{family} help" if family else f"{ROOT} help"
+        raise
     if command == ROOT:
         if not words or words[0].lower() in HELP_WORDS:
             if len(words) > 1:

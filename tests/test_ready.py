@@ -228,6 +228,14 @@ async def test_unknown_item_lists_the_items(ctx: Context) -> None:
     assert "items: observability, migration-rollback" in reply.text
 
 
+async def test_unbalanced_quotes_get_a_usage_line(ctx: Context) -> None:
+    reply = await run(ctx, '/ready fail concurrency "p95 hit 4s')
+    assert reply.error
+    assert reply.text == (
+        "Usage: could not read the arguments: No closing quotation\nUsage: `/ready help`"
+    )
+
+
 async def test_no_release_yet_explains_how_to_register(ctx: Context) -> None:
     reply = await run(ctx, "/ready")
     assert reply.error

@@ -38,9 +38,9 @@ class IncidentChat(Protocol):
 
     async def set_topic(self, channel: str, topic: str) -> None: ...
 
-    async def open_modal(self, user: str, view: dict[str, Any]) -> bool:
-        """Open a form for the user who just typed a command; False when none can be opened
-        (no Slack trigger, as in the console)."""
+    async def open_modal(self, trigger_id: str | None, view: dict[str, Any]) -> bool:
+        """Open a form with the trigger of the request that asks for it; False when none can be
+        opened (no Slack trigger, as in the console)."""
 
     async def message_text(self, channel: str, ts: str) -> str | None:
         """The text of one message (for a message pinned by reaction), None when unreadable."""

@@ -107,18 +107,8 @@ class FakeSlackWithHistory(FakeSlack):
     _changed: asyncio.Condition | None = None
 
     async def start(self) -> FakeSlackWithHistory:
-        # As FakeSlack.start, plus GET: slack_sdk reads conversations.history with GET.
         self._changed = asyncio.Condition()
-        app = web.Application()
-        app.router.add_post("/api/{method}", self._api)
-        app.router.add_get("/api/{method}", self._api)
-        app.router.add_post("/response/{key}", self._response)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        await super().start()
         return self
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:

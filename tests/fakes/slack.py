@@ -81,6 +81,8 @@ class FakeSlack:
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        # slack_sdk sends some read methods (conversations.history, …) as GET.
+        app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
