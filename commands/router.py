@@ -52,8 +52,8 @@ def route(request: Request) -> tuple[Family, Subcommand, list[str]] | Reply:
     try:
         words = split_words(request.text)
     except UsageError as err:
-        family = ALIASES.get(command)
-        err.usage = f"/{family} help" if family else f"{ROOT} help"
+        aliased = ALIASES.get(command)
+        err.usage = f"/{aliased} help" if aliased else f"{ROOT} help"
         raise
     if command == ROOT:
         if not words or words[0].lower() in HELP_WORDS:
