@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -37,6 +38,13 @@ class CheckReport(Body):
     check: str | None = Field(default=None, max_length=64)
     status: Literal["passed", "failed"]
     evidence: str | None = Field(default=None, max_length=2000)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, as every API time is: 2026-11-27T10:00:00Z."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def error(status: int, message: str) -> web.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -10,17 +9,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from bot.api import RUNTIME, error, error_for, read_body
+from bot.api import RUNTIME, error, error_for, iso, read_body
 from commands.core import CommandError
 from commands.incident.alerts import AlertGroup, FiringAlert, receive_alerts
 from storage.incidents import list_incidents
 from storage.models import Incident, IncidentStatus
 
 routes = web.RouteTableDef()
-
-
-def iso(at: datetime | None) -> str | None:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at is not None else None
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:

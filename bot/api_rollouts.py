@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from sqlmodel import Session
 
-from bot.api import RUNTIME, error
+from bot.api import RUNTIME, error, iso
 from commands.policy import Policy
 from storage.models import Release, Rollout, RolloutState
 from storage.rollouts import list_rollouts
 
 routes = web.RouteTableDef()
 STATES = [state.value for state in RolloutState]
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rollout_json(rollout: Rollout, release: Release, policy: Policy) -> dict[str, Any]:
