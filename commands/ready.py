@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import (
 
 from commands.access import require
 from commands.checklist import (
+    ACTION_OF,
     Checklist,
     ItemState,
     ItemStatus,
@@ -109,31 +110,28 @@ async def check_item(inv: Invocation) -> Reply:
 @family.command("fail", "/ready fail [RELEASE] ITEM REASON")
 async def fail_item(inv: Invocation) -> Reply:
     """Mark a checklist item as failed, saying why."""
-    release, words = pick_release(inv)
-    if not words:
-        raise inv.usage_error("missing ITEM and REASON")
-    item = find_item(inv.ctx, words[0])
-    reason = " ".join(words[1:]).strip()
-    if not reason:
-        raise inv.usage_error(f"say why {item.id} failed")
-    require(inv.ctx.policy, "ready.fail", inv.request, subject=f"release:{release.version}")
-    record_result(release, item, CheckStatus.failed, inv.ctx, actor=inv.actor, reason=reason)
-    return _after_change(release, item.id, "failed", inv.ctx)
+    return _record_with_reason(inv, CheckStatus.failed)
 
 
 @family.command("waive", "/ready waive [RELEASE] ITEM REASON")
 async def waive_item(inv: Invocation) -> Reply:
     """Waive a checklist item with a reason; needs the permission ready.waive (an approver)."""
+    return _record_with_reason(inv, CheckStatus.waived)
+
+
+def _record_with_reason(inv: Invocation, status: CheckStatus) -> Reply:
+    """`fail` and `waive`: an item and the reason, which is required."""
     release, words = pick_release(inv)
     if not words:
         raise inv.usage_error("missing ITEM and REASON")
     item = find_item(inv.ctx, words[0])
     reason = " ".join(words[1:]).strip()
     if not reason:
-        raise inv.usage_error(f"say why {item.id} is waived")
-    require(inv.ctx.policy, "ready.waive", inv.request, subject=f"release:{release.version}")
-    record_result(release, item, CheckStatus.waived, inv.ctx, actor=inv.actor, reason=reason)
-    return _after_change(release, item.id, "waived", inv.ctx)
+        verb = "failed" if status == CheckStatus.failed else "is waived"
+        raise inv.usage_error(f"say why {item.id} {verb}")
+    require(inv.ctx.policy, ACTION_OF[status], inv.request, subject=f"release:{release.version}")
+    record_result(release, item, status, inv.ctx, actor=inv.actor, reason=reason)
+    return _after_change(release, item.id, status, inv.ctx)
 
 
 def _after_change(release: Release, item_id: str, state: str, ctx: Context) -> Reply:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from commands.access import require
 from commands.core import (
-    Conflict,
     Context,
     Family,
     Invocation,
@@ -16,9 +15,7 @@ from commands.core import (
 from commands.wave import rules, views
 from commands.wave.parse import pick_rollout
 from storage.audit import Outcome, record_event
-from storage.models import RolloutState
 from storage.releases import get_release, last_known_good
-from storage.rollouts import rollout_of
 
 family = Family("rollback", "roll a release back to the last known-good release", default="")
 USAGE = "/rollback [RELEASE] REASON"
@@ -34,17 +31,7 @@ def rollback_confirmation(ctx: Context, request: Request, version: str, reason: 
     if not reason:
         raise UsageError("say why you roll back (the reason is audited)", usage=USAGE)
     require(ctx.policy, "rollback", request, subject=subject)
-    rollout = rollout_of(release, session=ctx.session)
-    if rollout is None:
-        raise Conflict(
-            f"{release.version} was never rolled out; nothing to roll back",
-            action="rollback",
-            subject=subject,
-        )
-    if rollout.state == RolloutState.rolled_back:
-        raise Conflict(
-            f"{release.version} was already rolled back", action="rollback", subject=subject
-        )
+    rules.rollout_to_roll_back(ctx, release)
     target = last_known_good(session=ctx.session, excluding=release.id)
     where = (
         f"to the last known-good release *{target.version}*"

@@ -721,8 +721,8 @@ async def pause_running_rollouts(
 # ---------------------------------------------------------------- rollback
 
 
-async def rollback_release(ctx: Context, release: Release, *, reason: str, actor: str) -> Rollout:
-    """Roll back to the last known-good release. The caller checks the `rollback` permission."""
+def rollout_to_roll_back(ctx: Context, release: Release) -> Rollout:
+    """The release's rollout, unless there is none or it was rolled back already (Conflict)."""
     subject = subject_of(release)
     rollout = rollout_of(release, session=ctx.session)
     if rollout is None:
@@ -735,6 +735,13 @@ async def rollback_release(ctx: Context, release: Release, *, reason: str, actor
         raise Conflict(
             f"{release.version} was already rolled back", action="rollback", subject=subject
         )
+    return rollout
+
+
+async def rollback_release(ctx: Context, release: Release, *, reason: str, actor: str) -> Rollout:
+    """Roll back to the last known-good release. The caller checks the `rollback` permission."""
+    subject = subject_of(release)
+    rollout = rollout_to_roll_back(ctx, release)
     target = last_known_good(session=ctx.session, excluding=release.id)
     waves = plan_of(ctx, rollout)
     wave = waves[rollout.wave_index]
