@@ -75,8 +75,8 @@ def build_bolt_app(runtime: Runtime, client: AsyncWebClient) -> AsyncApp:
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret or "",
-        # Socket Mode requests are not signed; HTTP ones always are.
-        request_verification_enabled=settings.slack_app_token is None,
+        # Always on: Bolt skips it only for requests that arrived over Socket Mode.
+        request_verification_enabled=True,
         # Run the ack function inline rather than polling for ack() every 10 ms.
         process_before_response=True,
         raise_error_for_unhandled_request=False,

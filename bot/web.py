@@ -41,6 +41,13 @@ def slack_client(runtime: Runtime) -> AsyncWebClient:
 
 async def slack_events(request: web.Request) -> web.Response:
     """Slash commands, interactivity and events: one URL. Bolt checks the signature first."""
+    if request.app[RUNTIME].settings.slack_signing_secret is None:
+        # Socket Mode without a signing secret: nothing over HTTP can be verified (an empty key
+        # is one anybody can sign with), so nothing is accepted.
+        return web.json_response(
+            {"error": "Slack requests over HTTP are off: set SLACK_SIGNING_SECRET to accept them"},
+            status=401,
+        )
     bolt_response = await request.app[BOLT].async_dispatch(await to_bolt_request(request))
     return await to_aiohttp_response(bolt_response)
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from bot.runtime import Runtime
+from commands.policy import Policy
 from storage.models import AuditEvent, Release
-from tests.conftest import DEVELOPER, Service
+from tests.conftest import DEVELOPER, Service, service_settings, start_service
+from tests.fakes.clock import FakeClock
 from tests.fakes.signing import signed_headers, slash_body
+from tests.fakes.slack import FakeSlack
 
 
 def releases(service: Service) -> list[str]:
@@ -103,3 +108,22 @@ async def test_healthz_and_readyz(service: Service) -> None:
     response = await service.http.get(f"{service.url}/readyz")
     assert response.status == 503
     assert "scheduler is not running" in (await response.json())["problems"]
+
+
+async def test_socket_mode_without_a_secret_accepts_nothing_over_http(
+    slack: FakeSlack, engine: Engine, policy: Policy, clock: FakeClock, sqlite_url: str
+) -> None:
+    settings = service_settings(
+        slack, sqlite_url, slack_signing_secret=None, slack_app_token="xapp-1-test"
+    )
+    runtime = Runtime(settings=settings, engine=engine, policy=policy, clock=clock)
+    runner, socket_mode = await start_service(runtime, slack)
+    try:
+        # Whatever key a request is signed with, there is no secret to check it against.
+        response = await socket_mode.command("/ready", "new 6.6.6", secret="any-guess")
+        assert response.status == 401
+        assert "SLACK_SIGNING_SECRET" in (await response.json())["error"]
+        assert releases(socket_mode) == []
+    finally:
+        await socket_mode.http.close()
+        await runner.cleanup()
