@@ -19,6 +19,7 @@ from sqlmodel import Session
 from bot.outbox import OutboxDelivery
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.sources.http import SourceHttp
 from bot.web import DELIVERY, create_app
 from commands.core import Context, Reply, Request
 from commands.policy import Policy, builtin_policy
@@ -26,6 +27,7 @@ from commands.router import dispatch
 from storage.db import alembic_config, make_engine
 from storage.schema import metadata
 from tests.fakes.clock import FakeClock
+from tests.fakes.prometheus import FakeJsonSource, FakePrometheus
 from tests.fakes.signing import SIGNING_SECRET, signed_headers, slash_body
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 
@@ -131,6 +133,30 @@ async def slack() -> AsyncIterator[FakeSlack]:
     fake = await FakeSlack().start()
     yield fake
     await fake.stop()
+
+
+@pytest.fixture
+async def prom() -> AsyncIterator[FakePrometheus]:
+    """A fake Prometheus on loopback (tests/fakes/prometheus.py)."""
+    fake = await FakePrometheus().start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def json_fake() -> AsyncIterator[FakeJsonSource]:
+    """A fake HTTP JSON metric source on loopback."""
+    fake = await FakeJsonSource().start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[SourceHttp]:
+    """The one aiohttp session and concurrency limit metric sources share."""
+    shared = SourceHttp(concurrency=8)
+    yield shared
+    await shared.close()
 
 
 @dataclass

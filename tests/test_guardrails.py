@@ -3,7 +3,6 @@ and the health probe before a wave."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -190,20 +189,6 @@ def test_budget_left_needs_no_override() -> None:
 
 
 # ---------------------------------------------------------------- health probe
-
-
-@pytest.fixture
-async def prom() -> AsyncIterator[FakePrometheus]:
-    fake = await FakePrometheus().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[SourceHttp]:
-    shared = SourceHttp(concurrency=4)
-    yield shared
-    await shared.close()
 
 
 def two_source_policy(up: str, down: str) -> Policy:

@@ -35,13 +35,6 @@ def rendered(metric: str, release: str = "1.0") -> str:
 
 
 @pytest.fixture
-async def prom() -> AsyncIterator[FakePrometheus]:
-    fake = await FakePrometheus().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 def observed_policy(prom: FakePrometheus) -> Policy:
     return Policy.model_validate(
         {

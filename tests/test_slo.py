@@ -176,13 +176,6 @@ def test_window_templating_leaves_promql_braces_alone() -> None:
 
 
 @pytest.fixture
-async def prom() -> AsyncIterator[FakePrometheus]:
-    fake = await FakePrometheus().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def source(prom: FakePrometheus) -> AsyncIterator[PrometheusSource]:
     http = SourceHttp(concurrency=8)
     cfg = PromConfig.model_validate({"type": "prometheus", "url": prom.url})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -45,27 +44,6 @@ QUERY = 'sum(rate(generations_succeeded_total{release="1.0"}[5m]))'
 SUCCESS = Metric.model_validate(
     {"id": "completion_success_rate", "source": "prom", "query": QUERY, "success": ">= 0.97"}
 )
-
-
-@pytest.fixture
-async def prom() -> AsyncIterator[FakePrometheus]:
-    fake = await FakePrometheus().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def json_fake() -> AsyncIterator[FakeJsonSource]:
-    fake = await FakeJsonSource().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[SourceHttp]:
-    shared = SourceHttp(concurrency=8)
-    yield shared
-    await shared.close()
 
 
 def prometheus(url: str, http: SourceHttp, **config: object) -> PrometheusSource:
