@@ -29,9 +29,8 @@ from commands.checklist import register_release
 from commands.core import Context
 from commands.policy import parse_policy
 from storage.db import make_engine
-from storage.outbox import enqueue_post
+from storage.outbox import enqueue_post, mark_sent, pending_posts
 from tests.conftest import PG_SKIP, PG_URL, create_schema
-from tests.fakes.clock import FakeClock
 from tests.fakes.prometheus import FakePrometheus, closed_port_url, empty
 from tests.fakes.signing import SIGNING_SECRET
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
@@ -208,9 +207,17 @@ async def test_only_the_leader_polls_and_posts_and_the_other_takes_over_when_it_
 ) -> None:
     prom, slack_a, slack_b = fakes
     with Session(pg_engine) as session:
-        ctx = Context(session=session, policy=parse_policy(policy_text("x", prom.url)))
-        ctx.clock = FakeClock()
+        # The replicas run on the real clock, so the seed does too: a post stamped by a fixed
+        # fake clock would become due, or not, depending on the time of day the test runs.
+        ctx = Context(
+            session=session,
+            policy=parse_policy(policy_text("x", prom.url)),
+            clock=lambda: datetime.now(UTC),
+        )
         register_release("1.0", ctx, actor="U0RM1")
+        # Only the posts queued below count: the registration's announcement is out already.
+        for seeded in pending_posts(session=session):
+            mark_sent(seeded, at=ctx.now(), session=session)
         session.commit()
 
     def post(text: str) -> None:
