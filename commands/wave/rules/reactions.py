@@ -1,0 +1,207 @@
+"""Polling and reactions: due polls, recording readings, acting on verdicts; the daily digest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from commands.announce import announce
+from commands.core import Conflict, Context, GateClosed
+from commands.judge import Verdict, WaveVerdict
+from commands.measure import Phase, Reading, classify, render_query
+from commands.policy import Metric, Wave, format_duration
+from commands.text import mention
+from commands.wave import views
+from commands.wave.rules.advance import promote_rollout
+from commands.wave.rules.base import (
+    SYSTEM,
+    ActuatorUnavailable,
+    note_actuator_failure,
+    plan_of,
+    release_of,
+)
+from commands.wave.rules.gate import judge_rollout, view_of
+from commands.wave.rules.pause import pause_rollout
+from commands.wave.rules.posts import audit, post_event
+from commands.wave.rules.rollback import rollback_release
+from storage.audit import Outcome, event_exists, record_event
+from storage.measurements import add_measurement, wave_measurements
+from storage.models import PauseKind, Release, Rollout, RolloutState
+from storage.rollouts import active_rollouts, mark_ready, set_verdict
+
+
+@dataclass(frozen=True)
+class DuePoll:
+    metric: Metric
+    query: str
+
+
+def due_polls(ctx: Context, rollout: Rollout) -> list[DuePoll]:
+    """The metrics of the current wave whose next poll is due (errors retry sooner)."""
+    assert rollout.id is not None
+    release = release_of(ctx, rollout)
+    wave = plan_of(ctx, rollout)[rollout.wave_index]
+    rows = wave_measurements(
+        rollout.id, rollout.wave_index, since=rollout.wave_started_at, session=ctx.session
+    )
+    now = ctx.now()
+    due = []
+    for metric in ctx.policy.wave_metrics(wave):
+        taken = rows.get(metric.id)
+        if taken:
+            last = taken[-1]
+            wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
+            if now - last.taken_at < wait:
+                continue
+        query = render_query(
+            metric.query,
+            release=release.version,
+            wave=wave.name,
+            tiers=list(wave.tiers),
+            window=format_duration(metric.interval),
+        )
+        due.append(DuePoll(metric, query))
+    return due
+
+
+def record_readings(
+    ctx: Context,
+    rollout: Rollout,
+    *,
+    wave_index: int,
+    taken_at: datetime,
+    readings: Sequence[tuple[Metric, Reading]],
+) -> int:
+    """Store one poll per reading, unless the rollout moved on meanwhile. Returns how many."""
+    if rollout.state != RolloutState.running or rollout.wave_index != wave_index:
+        return 0
+    assert rollout.id is not None
+    for metric, reading in readings:
+        poll = classify(metric, reading)
+        add_measurement(
+            rollout_id=rollout.id,
+            wave_index=wave_index,
+            metric=metric.id,
+            phase=poll.phase.value,
+            value=poll.value,
+            detail=poll.detail,
+            at=taken_at,
+            session=ctx.session,
+        )
+    return len(readings)
+
+
+def _only_budgets(judgement: WaveVerdict) -> bool:
+    deciding = judgement.deciding
+    return bool(deciding) and all(
+        m.metric.budget is not None and m.metric.failure is None and m.metric.success is None
+        for m in deciding
+    )
+
+
+async def react(ctx: Context, rollout: Rollout) -> Verdict | None:
+    """What wavegate does about the current verdict of a running rollout (DESIGN §4)."""
+    if rollout.state != RolloutState.running:
+        return None
+    release = release_of(ctx, rollout)
+    waves = plan_of(ctx, rollout)
+    wave = waves[rollout.wave_index]
+    judgement = judge_rollout(ctx, rollout)
+    verdict = judgement.verdict
+    index = rollout.wave_index
+    try:
+        if verdict == Verdict.failed:
+            critical = [m.metric.id for m in judgement.deciding if m.metric.critical]
+            if critical or wave.auto_rollback:
+                why = f"critical metric {', '.join(critical)}" if critical else "auto_rollback"
+                await rollback_release(
+                    ctx,
+                    release,
+                    reason=f"automatic rollback ({why}): {judgement.reason}",
+                    actor=SYSTEM,
+                )
+                return verdict
+            kind = PauseKind.budget if _only_budgets(judgement) else PauseKind.failed
+            await pause_rollout(ctx, rollout, kind=kind, reason=judgement.reason, actor=SYSTEM)
+        elif verdict == Verdict.error:
+            await pause_rollout(
+                ctx, rollout, kind=PauseKind.blind, reason=judgement.reason, actor=SYSTEM
+            )
+        elif verdict == Verdict.inconclusive:
+            await pause_rollout(
+                ctx, rollout, kind=PauseKind.inconclusive, reason=judgement.reason, actor=SYSTEM
+            )
+        elif verdict == Verdict.successful:
+            await _wave_ready(ctx, rollout, release, waves)
+    except ActuatorUnavailable as err:
+        # Left where it was; the next poll tries again. Say so once per state of the rollout.
+        detail = f"{err.action}@v{rollout.version}"
+        action, subject = err.action or "wave", err.subject or "-"
+        if not event_exists(action=action, subject=subject, detail=detail, session=ctx.session):
+            note_actuator_failure(ctx, err, actor=SYSTEM, retry=None, detail=detail)
+    except Conflict:
+        pass  # a person changed the rollout meanwhile; the next poll judges what is there now
+    # Written after the reaction, so the deploy system is never awaited inside a write (SQLite's
+    # lock); a promotion already started the next wave's verdict afresh.
+    if rollout.wave_index == index and rollout.state != RolloutState.complete:
+        set_verdict(rollout, verdict.value, session=ctx.session)
+    return verdict
+
+
+async def _wave_ready(ctx: Context, rollout: Rollout, release: Release, waves: list[Wave]) -> None:
+    index = rollout.wave_index
+    wave = waves[index]
+    label = views.wave_label(waves, index)
+    held = ""
+    if wave.auto_promote:
+        try:
+            await promote_rollout(ctx, rollout, actor=SYSTEM, request=None, expected_wave=index)
+            return
+        except GateClosed as err:
+            held = f" Auto-promote is held: {err.message}."
+    if not mark_ready(rollout, at=ctx.now(), session=ctx.session):
+        return  # already offered for this wave
+    roles = wave.approvers or ctx.policy.roles_for("wave.promote")
+    people = sorted({m for r in roles for m in ctx.policy.roles.get(r, [])})
+    who_may = " ".join(mention(p) for p in people) or ", ".join(roles)
+    onward = (
+        "complete the rollout"
+        if index + 1 >= len(waves)
+        else f"go to {views.wave_label(waves, index + 1)} ({views.exposure(waves[index + 1])})"
+    )
+    text = (
+        f"✅ {label} of *{release.version}* is ready: observed "
+        f"{format_duration(wave.observe)}, every metric passed.{held} {who_may}: promote to "
+        f"{onward}."
+    )
+    post_event(ctx, rollout, text, [views.promote_button(view_of(ctx, rollout, release))])
+    audit(ctx, release, "wave.ready", actor=SYSTEM, detail=f"{label} ready for promotion")
+
+
+# ---------------------------------------------------------------- digest
+
+
+def daily_digest(ctx: Context) -> bool:
+    """One post a day listing the active rollouts; idempotent per UTC day."""
+    day = ctx.now().date().isoformat()
+    if event_exists(action="wave.digest", subject="rollouts", detail=day, session=ctx.session):
+        return False
+    active = active_rollouts(session=ctx.session)
+    record_event(
+        actor=SYSTEM,
+        action="wave.digest",
+        subject="rollouts",
+        outcome=Outcome.ok,
+        detail=day,
+        at=ctx.now(),
+        session=ctx.session,
+    )
+    if not active:
+        text = f"📋 Rollouts on {day}: none active."
+    else:
+        lines = [f"📋 Rollouts on {day}: {len(active)} active."]
+        lines += [views.headline(view_of(ctx, r, rel)) for r, rel in active]
+        text = "\n".join(lines)
+    announce(ctx, text)
+    return True
