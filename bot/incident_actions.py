@@ -18,7 +18,8 @@ from bot.runtime import Runtime
 from bot.slack import make_request
 from commands.access import require
 from commands.core import Context, Reply, Request
-from commands.incident import rules
+from commands.incident.declare import declare_incident
+from commands.incident.lifecycle import pin_message, resume_paused_rollout, tick_step
 from commands.incident.parse import DeclareArgs, parse_form
 from commands.incident.ports import IncidentChat
 from commands.incident.views import DECLARE_FORM, RESUME_ACTION, TICK_ACTION
@@ -101,7 +102,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 
         async def work(ctx: Context) -> Reply:
             require(ctx.policy, "incident.declare", request, subject="incident:new")
-            incident = await rules.declare_incident(ctx, args, actor=user)
+            incident = await declare_incident(ctx, args, actor=user)
             return Reply(f"Declared incident #{incident.id} in <#{incident.channel}>.")
 
         reply = await perform(runtime, request, work)
@@ -141,7 +142,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         incident_id, step = int(value["incident"]), int(value.get("step", 0))
 
         async def work(ctx: Context) -> object:
-            return rules.tick_step(ctx, incident_id, step, request=request)
+            return tick_step(ctx, incident_id, step, request=request)
 
         await say_error(await perform(runtime, request, work), respond)
 
@@ -153,7 +154,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         incident_id, rollout_id = int(value.get("incident", 0)), int(value["rollout"])
 
         async def work(ctx: Context) -> object:
-            return await rules.resume_paused_rollout(ctx, incident_id, rollout_id, request=request)
+            return await resume_paused_rollout(ctx, incident_id, rollout_id, request=request)
 
         result = await perform(runtime, request, work)
         if isinstance(result, Reply):
@@ -174,9 +175,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         request = Request(command="/incident", text="", user_id=actor, channel_id=channel)
 
         async def work(ctx: Context) -> object:
-            return rules.pin_message(
-                ctx, channel=channel, ts=ts, text=text, author=author, actor=actor
-            )
+            return pin_message(ctx, channel=channel, ts=ts, text=text, author=author, actor=actor)
 
         await perform(runtime, request, work)
 

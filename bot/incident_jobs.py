@@ -9,8 +9,8 @@ from sqlmodel import Session
 
 from bot.runtime import Runtime
 from bot.scheduler import Job, every
+from commands.incident.reminders import remind_due
 from commands.incident.review import post_monthly_review
-from commands.incident.rules import remind_due
 
 # The shortest cadence a policy is likely to set is minutes; checking each minute is enough.
 REMINDER_CHECK = timedelta(minutes=1)

@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 from bot.incident_chat import SlackIncidentChat
 from commands.core import Conflict, Context, Request, UsageError
 from commands.incident.parse import channel_name, parse_declare, parse_month, slugify
+from commands.incident.reminders import remind_due
 from commands.incident.review import build_review, post_monthly_review, render_review
-from commands.incident.rules import remind_due
 from commands.policy import IncidentClass, Policy
 from commands.router import dispatch
 from storage.models import Incident, OutboxPost, TimelineEntry
@@ -320,7 +320,7 @@ def test_bad_incident_input_gets_usage_and_changes_nothing(
 async def test_storage_rules_hold_on_every_database(
     any_engine: Engine, policy: Policy, clock: FakeClock, slack: FakeSlack
 ) -> None:
-    from commands.incident.rules import pin_message, tick_step
+    from commands.incident.lifecycle import pin_message, tick_step
     from storage.incidents import list_incidents, open_incidents
 
     with Session(any_engine, expire_on_commit=False) as session:

@@ -1,4 +1,5 @@
-"""The `/incident` family: parse (words), rules (changes), views (replies), ports (Slack)."""
+"""The `/incident` family: parse (words); declare, lifecycle, reminders and their shared rules
+(changes); views (replies); ports (Slack)."""
 
 from commands.incident.handlers import family
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from commands.core import Context, UsageError
 from commands.incident import rules
+from commands.incident.declare import declare_incident
 from commands.incident.parse import DeclareArgs, classes_line, parse_severity
 from storage.incidents import incident_for_alert_group
 from storage.models import Incident, IncidentStatus
@@ -92,7 +93,7 @@ async def receive_alerts(ctx: Context, group: AlertGroup) -> tuple[AlertOutcome,
         first = group.firing[0]
         summary = (group.summary or first.summary or f"{first.name} firing").strip()
         args = DeclareArgs(incident_class, severity, " ".join(summary.split())[:2000])
-        declared = await rules.declare_incident(
+        declared = await declare_incident(
             ctx, args, actor=ALERT_ACTOR, alert_group_key=group.group_key
         )
         return AlertOutcome.declared, declared

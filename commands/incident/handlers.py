@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from commands.access import require
 from commands.core import Family, Invocation, Reply
-from commands.incident import rules, views
+from commands.incident import lifecycle, views
+from commands.incident.declare import declare_incident
 from commands.incident.parse import (
     classes_line,
     parse_declare,
@@ -62,7 +63,7 @@ async def declare(inv: Invocation) -> Reply:
         await _open_form(inv, summary=" ".join(inv.words))
         raise unknown_class(inv.words[0], ctx.policy, inv.sub.usage)
     args = parse_declare(inv.words, ctx.policy, inv.sub.usage)
-    incident = await rules.declare_incident(ctx, args, actor=inv.actor)
+    incident = await declare_incident(ctx, args, actor=inv.actor)
     return Reply(
         f"Declared incident #{incident.id} (sev{incident.severity} {incident.incident_class}) "
         f"in {views.channel_link(incident)}; you lead it until `/incident lead @user`."
@@ -71,7 +72,7 @@ async def declare(inv: Invocation) -> Reply:
 
 def _target(inv: Invocation) -> tuple[Incident, list[str]]:
     ref, rest = take_incident_ref(inv.words)
-    return rules.find_incident(inv.ctx, inv.request, ref, inv.sub.usage), rest
+    return lifecycle.find_incident(inv.ctx, inv.request, ref, inv.sub.usage), rest
 
 
 @family.command("status", "/incident status [#ID] TEXT")
@@ -86,8 +87,8 @@ async def status(inv: Invocation) -> Reply:
         raise inv.usage_error("missing TEXT: what is the status?")
     if len(text) > STATUS_LIMIT:
         raise inv.usage_error(f"the update is longer than {STATUS_LIMIT} characters")
-    incident = rules.find_incident(inv.ctx, inv.request, ref, inv.sub.usage)
-    rules.post_status(inv.ctx, incident, text, request=inv.request)
+    incident = lifecycle.find_incident(inv.ctx, inv.request, ref, inv.sub.usage)
+    lifecycle.post_status(inv.ctx, incident, text, request=inv.request)
     return Reply(f"Update added to the timeline of #{incident.id}.")
 
 
@@ -100,8 +101,8 @@ async def lead(inv: Invocation) -> Reply:
     user = parse_mention(rest[0])
     if user is None:
         raise inv.usage_error(f"{rest[0][:40]!r} is not a Slack user: mention them as @user")
-    incident = rules.find_incident(inv.ctx, inv.request, ref, inv.sub.usage)
-    await rules.set_lead(inv.ctx, incident, user, request=inv.request)
+    incident = lifecycle.find_incident(inv.ctx, inv.request, ref, inv.sub.usage)
+    await lifecycle.set_lead(inv.ctx, incident, user, request=inv.request)
     return Reply(f"{mention(user)} leads incident #{incident.id} now.")
 
 
@@ -111,7 +112,7 @@ async def mitigated(inv: Invocation) -> Reply:
     incident, rest = _target(inv)
     if rest:
         raise inv.usage_error("mitigated takes no text; post details with /incident status")
-    await rules.mark_mitigated(inv.ctx, incident, request=inv.request)
+    await lifecycle.mark_mitigated(inv.ctx, incident, request=inv.request)
     return Reply(f"Incident #{incident.id} is mitigated. {views.durations(incident)}.")
 
 
@@ -125,7 +126,7 @@ async def resolve(inv: Invocation) -> Reply:
     summary = " ".join(rest).strip() or None
     if summary and len(summary) > STATUS_LIMIT:
         raise inv.usage_error(f"the summary is longer than {STATUS_LIMIT} characters")
-    paused = await rules.resolve(inv.ctx, incident, summary, request=inv.request)
+    paused = await lifecycle.resolve(inv.ctx, incident, summary, request=inv.request)
     text = f"Incident #{incident.id} is resolved. {views.durations(incident)}."
     if paused:
         text += f" It paused {len(paused)} rollout(s): the summary in its channel can resume them."
