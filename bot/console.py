@@ -18,6 +18,7 @@ from bot.incident_chat import ConsoleIncidentChat
 from bot.render import plain_text
 from bot.runtime import Runtime
 from bot.scheduler import build_scheduler
+from bot.sources.http import close_sources
 from bot.wave_console import HINT, WaveConsole
 from commands.core import Request
 from storage.outbox import get_message, mark_sent, pending_posts, remember_message
@@ -117,6 +118,8 @@ class Console:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             scheduler.shutdown(wait=False)
+            # The metric sources' shared HTTP session, opened by the first poll.
+            await close_sources(self.runtime)
             if readline is not None:
                 with contextlib.suppress(OSError):
                     readline.write_history_file(str(HISTORY))

@@ -107,6 +107,20 @@ def link_paused_rollout(incident_id: int, rollout_id: int, *, session: Session) 
         session.flush()
 
 
+def open_incidents_that_paused(rollout_id: int, *, session: Session) -> list[Incident]:
+    """Unresolved incidents that paused this rollout."""
+    query = (
+        select(Incident)
+        .join(IncidentRollout, col(IncidentRollout.incident_id) == col(Incident.id))
+        .where(
+            IncidentRollout.rollout_id == rollout_id,
+            Incident.status != IncidentStatus.resolved,
+        )
+        .order_by(col(Incident.id))
+    )
+    return list(session.exec(query))
+
+
 def paused_rollouts(incident_id: int, *, session: Session) -> list[Rollout]:
     """The rollouts this incident paused, in the order they were started."""
     query = (

@@ -25,6 +25,7 @@ from storage.models import Incident, OutboxPost, TimelineEntry
 from storage.schema import metadata
 from tests.conftest import COMMANDER, DEVELOPER, INCIDENTS, run
 from tests.fakes.clock import FakeClock
+from tests.fakes.incidents import running_rollout
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 
 USAGE = "/incident declare [CLASS] [SEV] SUMMARY"
@@ -350,3 +351,30 @@ async def test_storage_rules_hold_on_every_database(
         assert kinds == ["declared", "automation", "step", "pin"]
         assert [i.id for i in open_incidents(session=session, max_severity=1)] == [1]
         assert list_incidents(session=session, status="resolved") == []
+
+
+# ---------------------------------------------------------------- resuming during an incident
+
+
+async def test_a_resume_during_the_incident_joins_its_timeline(
+    chat_ctx: Context, clock: FakeClock
+) -> None:
+    running_rollout(chat_ctx.session, "1.0", at=clock())
+    reply = await run(chat_ctx, "/incident declare migration-regression orders index missing")
+    assert not reply.error, reply.text
+    clock.advance(minutes=5)
+    assert not (await run(chat_ctx, "/wave resume 1.0")).error
+    entries = chat_ctx.session.exec(
+        select(TimelineEntry).where(TimelineEntry.kind == "rollout")
+    ).all()
+    assert [(e.actor, e.text) for e in entries] == [
+        ("U0RM1", "resumed 1.0 (wave 1 (staging)) while the incident is open")
+    ]
+    # Once resolved, the incident no longer hears of the rollout.
+    assert not (await run(chat_ctx, "/wave pause 1.0 checking", user=COMMANDER)).error
+    assert not (await run(chat_ctx, "/incident resolve index rebuilt", user=COMMANDER)).error
+    assert not (await run(chat_ctx, "/wave resume 1.0")).error
+    count = len(
+        chat_ctx.session.exec(select(TimelineEntry).where(TimelineEntry.kind == "rollout")).all()
+    )
+    assert count == 1

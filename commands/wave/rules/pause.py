@@ -17,6 +17,7 @@ from commands.wave.rules.base import (
     subject_of,
 )
 from commands.wave.rules.posts import audit, post_event, publish_status, who
+from storage.incidents import add_timeline_entry, open_incidents_that_paused
 from storage.models import PauseKind, Release, ReleaseState, Rollout, RolloutState
 from storage.rollouts import active_rollouts, change_rollout
 
@@ -139,6 +140,19 @@ async def resume_rollout(ctx: Context, rollout: Rollout, *, actor: str) -> Rollo
     ctx.session.add(release)
     label = views.wave_label(waves, rollout.wave_index)
     audit(ctx, release, "wave.resume", actor=actor, detail=f"{label}; was paused ({was})")
+    assert rollout.id is not None
+    # A person may resume while an incident that paused the rollout is still open; its timeline
+    # says so, since the incident's summary would otherwise still list the rollout as paused.
+    for incident in open_incidents_that_paused(rollout.id, session=ctx.session):
+        assert incident.id is not None
+        add_timeline_entry(
+            incident.id,
+            actor=actor,
+            kind="rollout",
+            text=f"resumed {release.version} ({label}) while the incident is open",
+            at=now,
+            session=ctx.session,
+        )
     post_event(
         ctx,
         rollout,
