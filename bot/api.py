@@ -10,11 +10,11 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlmodel import Session
 
 from bot.runtime import Runtime
 from commands.checklist import record_ci_result, register_release
 from commands.core import CommandError, Conflict, Context, Forbidden, GateClosed, NotFound
+from storage.db import session_scope
 from storage.models import CheckStatus
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -112,13 +112,8 @@ async def read_body(request: web.Request, model: type[B]) -> B | web.Response:
 
 def run_in_context(request: web.Request, work: Callable[[Context], Any]) -> Any:
     runtime = request.app[RUNTIME]
-    with Session(runtime.engine, expire_on_commit=False) as session:
-        try:
-            result = work(runtime.context(session))
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(runtime.engine) as session:
+        result = work(runtime.context(session))
     runtime.outbox_ready.set()
     return result
 

@@ -224,11 +224,6 @@ class Family:
         return Reply(f"`{sub.usage}`\n{sub.help_text}")
 
 
-def require_words(inv: Invocation, count: int, what: str) -> None:
-    if len(inv.words) < count:
-        raise inv.usage_error(f"missing {what}")
-
-
 def option_value(words: list[str], flag: str) -> tuple[list[str], str | None, bool]:
     """Take `--flag REST...` out of the words: (words before, the rest joined, found)."""
     for index, word in enumerate(words):

@@ -59,10 +59,6 @@ def events_for(subject: str, *, session: Session, limit: int = 100) -> list[Audi
     return list(reversed(list(session.exec(query))))
 
 
-def count_events(*, session: Session) -> int:
-    return len(list(session.exec(select(AuditEvent.id))))
-
-
 def event_exists(*, action: str, subject: str, detail: str, session: Session) -> bool:
     query = select(AuditEvent.id).where(
         AuditEvent.action == action, AuditEvent.subject == subject, AuditEvent.detail == detail

@@ -18,10 +18,6 @@ def get_release(version: str, *, session: Session) -> Release | None:
     return session.exec(select(Release).where(Release.version == version)).first()
 
 
-def get_release_by_id(release_id: int, *, session: Session) -> Release | None:
-    return session.get(Release, release_id)
-
-
 def create_release(version: str, *, actor: str, at: datetime, session: Session) -> Release:
     """Insert a candidate; a version already registered raises DuplicateRelease."""
     release = Release(version=version, created_by=actor, created_at=at)
@@ -52,11 +48,6 @@ def last_known_good(*, session: Session, excluding: int | None = None) -> Releas
         query = query.where(Release.id != excluding)
     query = query.order_by(col(Release.completed_at).desc(), col(Release.id).desc())
     return session.exec(query).first()
-
-
-def list_releases(*, session: Session, limit: int = 20) -> list[Release]:
-    query = select(Release).order_by(col(Release.created_at).desc(), col(Release.id).desc())
-    return list(session.exec(query.limit(limit)))
 
 
 def unfinished_releases(*, session: Session) -> list[Release]:
