@@ -21,7 +21,7 @@ import aiohttp
 
 from commands.policy import Actuator as ActuatorConfig
 from commands.policy import Policy
-from commands.wave.port import Actuation, ActuatorFailed
+from commands.ports import Actuation, ActuatorFailed
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ def db_upgrade(settings: Settings) -> int:
 
 def console(settings: Settings, *, user: str, speed: float) -> int:
     from bot.clock import SpeedClock
-    from bot.console import Console, console_channels
+    from bot.console.repl import Console, console_channels
     from commands.core import system_clock
     from storage.db import upgrade
 
@@ -77,7 +77,8 @@ def console(settings: Settings, *, user: str, speed: float) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from bot.web import BOLT, create_app
+    from bot.http.app import create_app
+    from bot.http.keys import BOLT
     from storage.db import schema_is_current
 
     settings.require_for_serve()

@@ -14,26 +14,21 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from commands.core import Clock
+from storage.db import session_scope
 from storage.lease import acquire_lease, lease_holder, release_lease
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=15)
 RENEW_EVERY = timedelta(seconds=5)
-LEADER = "leader"
 
 
 def default_holder() -> str:
@@ -73,11 +68,8 @@ class Leadership:
         """
         return self._valid_until is not None and self.clock() < self._valid_until
 
-    def is_leading(self) -> bool:
-        return self.leading
-
     def _acquire(self, now: datetime) -> bool:
-        with Session(self.engine, expire_on_commit=False) as session:
+        with session_scope(self.engine) as session:
             return acquire_lease(
                 self.name, holder=self.holder, ttl=self.ttl, now=now, session=session
             )
@@ -115,47 +107,21 @@ class Leadership:
         now = self.clock()
 
         def give_up() -> None:
-            with Session(self.engine) as session:
+            with session_scope(self.engine) as session:
                 release_lease(self.name, holder=self.holder, now=now, session=session)
 
         with contextlib.suppress(sa.exc.SQLAlchemyError):
             await asyncio.to_thread(give_up)
 
     def current_holder(self) -> str | None:
-        with Session(self.engine) as session:
+        with session_scope(self.engine) as session:
             return lease_holder(self.name, now=self.clock(), session=session)
 
 
-def leads(runtime: Runtime) -> bool:
-    """Whether this process should do the leader's work. Without a Leadership (the console, a
-    test driving jobs by hand) a process is alone, so it leads."""
-    leadership: Leadership | None = runtime.services.get(LEADER)
-    return leadership is None or leadership.leading
-
-
-Run = Callable[["Runtime"], Awaitable[None]]
-
-
-def leader_only(run: Run) -> Run:
-    """A scheduled job that does nothing on replicas that do not lead."""
-
-    async def guarded(runtime: Runtime) -> None:
-        if leads(runtime):
-            await run(runtime)
-
-    guarded.__name__ = getattr(run, "__name__", "job")
-    guarded.__doc__ = run.__doc__
-    return guarded
-
-
 @contextlib.asynccontextmanager
-async def campaign(runtime: Runtime) -> AsyncIterator[Leadership]:
+async def campaign(leadership: Leadership) -> AsyncIterator[Leadership]:
     """Take part in the election for as long as the block runs (the app's background work):
     try once at once, renew in the background, resign at the end."""
-    leadership: Leadership | None = runtime.services.get(LEADER)
-    if leadership is None:
-        leadership = Leadership(runtime.engine, runtime.clock, on_elected=runtime.outbox_ready.set)
-        runtime.services[LEADER] = leadership
     await leadership.renew()
     task = asyncio.create_task(leadership.run())
     try:

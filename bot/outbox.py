@@ -19,8 +19,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.metrics import observe_slack_error
+from bot.telemetry import observe_slack_error
 from commands.core import Clock
+from storage.db import session_scope
 from storage.models import OutboxPost
 from storage.outbox import (
     backoff,
@@ -45,7 +46,7 @@ class OutboxDelivery:
     async def deliver_due(self) -> int:
         """Send every post that is due, oldest first; returns how many were sent."""
         sent = 0
-        with Session(self.engine, expire_on_commit=False) as session:
+        with session_scope(self.engine) as session:
             posts = due_posts(now=self.clock(), session=session)
             blocked_threads: set[str] = set()
             for post in posts:

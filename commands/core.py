@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlmodel import Session
 
+from commands.ports import Ports
+
 if TYPE_CHECKING:
     from commands.policy import Policy
 
@@ -49,16 +51,19 @@ class Reply:
     in_channel: bool = False
     # A failed command (usage, not found, refused); its reply is always ephemeral.
     error: bool = False
+    # For /metrics: `ok`, or the kind of error (CommandError.outcome).
+    outcome: str = "ok"
 
 
 @dataclass
 class Context:
-    """What a command may use besides its arguments. Later families add ports in `services`."""
+    """What a command may use besides its arguments: the database session of its unit of work,
+    the policy, the clock and the ports (commands/ports.py)."""
 
     session: Session
     policy: Policy
     clock: Clock = system_clock
-    services: dict[str, Any] = field(default_factory=dict)
+    ports: Ports = field(default_factory=Ports)
 
     def now(self) -> datetime:
         return self.clock()
@@ -68,6 +73,7 @@ class CommandError(Exception):
     """An error the user should read; rendered once, by the dispatcher."""
 
     title = "Error"
+    outcome = "error"
     audited = False
 
     def __init__(
@@ -90,18 +96,21 @@ class UsageError(CommandError):
     """The words of the command are wrong."""
 
     title = "Usage"
+    outcome = "usage_error"
 
 
 class NotFound(CommandError):
     """The command names something that does not exist."""
 
     title = "Not found"
+    outcome = "not_found"
 
 
 class Forbidden(CommandError):
     """The actor lacks a permission; audited as a refused attempt."""
 
     title = "Not allowed"
+    outcome = "forbidden"
     audited = True
 
 
@@ -109,6 +118,7 @@ class GateClosed(CommandError):
     """A rule refuses the change (checklist, window, verdict, incident); audited."""
 
     title = "Refused"
+    outcome = "refused"
     audited = True
 
 
@@ -116,6 +126,7 @@ class Conflict(CommandError):
     """The change clashes with the current state (already done, stale button); audited."""
 
     title = "Conflict"
+    outcome = "conflict"
     audited = True
 
 

@@ -12,8 +12,10 @@ from commands.core import (
     Request,
     UsageError,
 )
-from commands.wave import rules, views
+from commands.wave import views
 from commands.wave.parse import pick_rollout
+from commands.wave.rules.base import ActuatorUnavailable, note_actuator_failure, subject_of
+from commands.wave.rules.rollback import rollback_release, rollout_to_roll_back
 from storage.audit import Outcome, record_event
 from storage.releases import get_release, last_known_good
 
@@ -26,12 +28,12 @@ def rollback_confirmation(ctx: Context, request: Request, version: str, reason: 
     release = get_release(version, session=ctx.session)
     if release is None:
         raise NotFound(f"no release {version!r} is registered", usage=USAGE)
-    subject = rules.subject_of(release)
+    subject = subject_of(release)
     reason = reason.strip()
     if not reason:
         raise UsageError("say why you roll back (the reason is audited)", usage=USAGE)
     require(ctx.policy, "rollback", request, subject=subject)
-    rules.rollout_to_roll_back(ctx, release)
+    rollout_to_roll_back(ctx, release)
     target = last_known_good(session=ctx.session, excluding=release.id)
     where = (
         f"to the last known-good release *{target.version}*"
@@ -61,17 +63,15 @@ async def confirm_rollback(ctx: Context, request: Request, version: str, reason:
         raise NotFound(f"no release {version!r} is registered")
     if not reason.strip():
         raise UsageError("a rollback needs a reason", usage=USAGE)
-    require(ctx.policy, "rollback", request, subject=rules.subject_of(release))
+    require(ctx.policy, "rollback", request, subject=subject_of(release))
     try:
-        rollout = await rules.rollback_release(
-            ctx, release, reason=reason.strip(), actor=request.user_id
-        )
-    except rules.ActuatorUnavailable as err:
+        rollout = await rollback_release(ctx, release, reason=reason.strip(), actor=request.user_id)
+    except ActuatorUnavailable as err:
         retry = {
             "action_id": views.ROLLBACK_CONFIRM,
             "value": {"release": version, "reason": reason},
         }
-        buttons = rules.note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
+        buttons = note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
         text = f"{err.title}: {err.message} Press Retry to try again."
         return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
     del rollout

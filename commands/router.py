@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from commands import incident, ready, rollback, wave
 from commands.core import (
     CommandError,
     Context,
@@ -16,15 +16,17 @@ from commands.core import (
     UsageError,
     split_words,
 )
+from commands.incident.handlers import family as incident
+from commands.ready.family import family as ready
+from commands.rollback import family as rollback
 from commands.unit import perform
+from commands.wave.family import family as wave
 
 log = logging.getLogger(__name__)
 
 ROOT = "/ops"
 # The families, in the order help lists them. Later families register here.
-FAMILIES: dict[str, Family] = {
-    family.name: family for family in [ready.family, wave.family, rollback.family, incident.family]
-}
+FAMILIES: dict[str, Family] = {family.name: family for family in [ready, wave, rollback, incident]}
 # `/ready …` means `/ops ready …`, and so on.
 ALIASES = {"/ready": "ready", "/wave": "wave", "/rollback": "rollback", "/incident": "incident"}
 HELP_WORDS = {"help", "-h", "--help", "?"}
@@ -46,8 +48,44 @@ def _family(name: str) -> Family:
     return family
 
 
-def route(request: Request) -> tuple[Family, Subcommand, list[str]] | Reply:
-    """Find the family and subcommand, or the help reply asked for. Raises UsageError."""
+Target = tuple[Family, Subcommand, list[str]]
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A request with what it asks for, found once: a subcommand and its words, a help reply,
+    or the usage error to answer with."""
+
+    request: Request
+    target: Target | Reply | UsageError
+
+    @property
+    def answers_in_ack(self) -> bool:
+        """Whether the reply can go in Slack's acknowledgement (read-only and quick, or an
+        error, or help)."""
+        return not isinstance(self.target, tuple) or self.target[1].answers_in_ack
+
+    @property
+    def name(self) -> str:
+        """`/wave promote 1.0` → `wave promote`; help and unknown commands get bounded names,
+        so a typo cannot mint a new time series in /metrics."""
+        if isinstance(self.target, UsageError):
+            return "unknown"
+        if isinstance(self.target, Reply):
+            return "help"
+        family, sub, _ = self.target
+        return f"{family.name} {sub.name}".strip()
+
+
+def route(request: Request) -> Routed:
+    """Find the family and subcommand, or the help reply asked for, or the usage error."""
+    try:
+        return Routed(request, _target(request))
+    except UsageError as err:
+        return Routed(request, err)
+
+
+def _target(request: Request) -> Target | Reply:
     command = request.command.lower()
     try:
         words = split_words(request.text)
@@ -71,24 +109,23 @@ def route(request: Request) -> tuple[Family, Subcommand, list[str]] | Reply:
     return family, sub, rest
 
 
-def answers_in_ack(request: Request) -> bool:
-    """Whether the reply can go in Slack's acknowledgement (read-only and quick, or an error)."""
-    try:
-        target = route(request)
-    except CommandError:
-        return True
-    return isinstance(target, Reply) or target[1].answers_in_ack
-
-
-async def dispatch(request: Request, ctx: Context) -> Reply:
-    """Run one command as one unit of work (commands/unit.py): a typed error rolls back its
-    changes, is audited when it is a refusal, and comes back as a reply."""
+async def run(routed: Routed, ctx: Context) -> Reply:
+    """Run one routed command as one unit of work (commands/unit.py): a typed error rolls back
+    its changes, is audited when it is a refusal, and comes back as a reply."""
 
     async def work(ctx: Context) -> Reply:
-        target = route(request)
+        target = routed.target
+        if isinstance(target, CommandError):
+            raise target
         if isinstance(target, Reply):
             return target
         _, sub, words = target
-        return await sub.handler(Invocation(request, ctx, words, sub))
+        return await sub.handler(Invocation(routed.request, ctx, words, sub))
 
+    request = routed.request
     return await perform(request.user_id, ctx, work, action=request.command.lstrip("/"))
+
+
+async def dispatch(request: Request, ctx: Context) -> Reply:
+    """Route and run one command."""
+    return await run(route(request), ctx)

@@ -19,7 +19,7 @@ def render_error(err: CommandError) -> Reply:
     text = f"{err.title}: {err.message}"
     if err.usage:
         text += f"\nUsage: `{err.usage}`"
-    return Reply(text, error=True)
+    return Reply(text, error=True, outcome=err.outcome)
 
 
 async def perform(

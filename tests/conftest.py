@@ -16,20 +16,21 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from bot.http.app import create_app
+from bot.http.keys import DELIVERY
 from bot.outbox import OutboxDelivery
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.sources.http import SourceHttp
-from bot.web import DELIVERY, create_app
 from commands.core import Context, Reply, Request
 from commands.policy import Policy, builtin_policy
 from commands.router import dispatch
 from storage.db import alembic_config, make_engine
 from storage.schema import metadata
-from tests.fakes.clock import FakeClock
-from tests.fakes.prometheus import FakeJsonSource, FakePrometheus
-from tests.fakes.signing import SIGNING_SECRET, signed_headers, slash_body
-from tests.fakes.slack import BOT_TOKEN, FakeSlack
+from tests.support.clock import FakeClock
+from tests.support.prometheus import FakeJsonSource, FakePrometheus
+from tests.support.signing import SIGNING_SECRET, signed_headers, slash_body
+from tests.support.slack import BOT_TOKEN, FakeSlack
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 PG_SKIP = "TEST_DATABASE_URL is not set: PostgreSQL tests skipped (CI sets it)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from commands.measure import Phase, Reading, classify
+from commands.analysis.measure import Phase, Reading, classify
 from commands.policy import DemoSource as DemoConfig
 from commands.policy import Metric
 

@@ -14,22 +14,15 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
-
-from commands.measure import MetricSource, Reading
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 # Requests in flight against all metric backends together. A Prometheus answers an instant
 # query in milliseconds; more parallelism than this only queues inside Prometheus.
 DEFAULT_CONCURRENCY = 32
-SOURCES = "sources"
-HTTP = "source_http"
 
 
 class SourceHttp:
@@ -63,34 +56,6 @@ class SourceHttp:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def source_http(runtime: Runtime) -> SourceHttp:
-    """The runtime's shared HTTP for metric sources (made once, opened on first request)."""
-    http: SourceHttp | None = runtime.services.get(HTTP)
-    if http is None:
-        http = runtime.services[HTTP] = SourceHttp()
-    return http
-
-
-def runtime_sources(runtime: Runtime) -> Mapping[str, MetricSource]:
-    """`runtime.services["sources"]`, built on one shared SourceHttp when nobody provided them
-    (tests put their own clients there first)."""
-    from bot.sources import build_sources
-
-    sources: Mapping[str, MetricSource] | None = runtime.services.get(SOURCES)
-    if sources is None:
-        sources = runtime.services[SOURCES] = build_sources(
-            runtime.policy, **source_http(runtime).shared()
-        )
-    return sources
-
-
-async def close_sources(runtime: Runtime) -> None:
-    """Close the shared session at shutdown (the clients reopen it if used again)."""
-    http: SourceHttp | None = runtime.services.get(HTTP)
-    if http is not None:
-        await http.close()
 
 
 # ---------------------------------------------------------------- helpers for the clients
@@ -157,7 +122,3 @@ def connection_error(where: str, exc: BaseException, timeout: timedelta) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"{where} sent a broken body: {exc}"
     return f"{where}: {exc.__class__.__name__}: {exc}"
-
-
-def error_reading(message: str, *, detail: str = "") -> Reading:
-    return Reading(error=message, detail=detail)

@@ -22,7 +22,7 @@ from bot.sources.http import (
     not_json_error,
     snippet,
 )
-from commands.measure import Reading
+from commands.analysis.measure import Reading
 from commands.policy import HttpJsonSource as HttpJsonConfig
 from commands.policy import Metric
 

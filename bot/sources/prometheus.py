@@ -21,7 +21,7 @@ from bot.sources.http import (
     missing_token,
     not_json_error,
 )
-from commands.measure import Reading
+from commands.analysis.measure import Reading
 from commands.policy import Metric
 from commands.policy import PrometheusSource as PrometheusConfig
 

@@ -1,6 +1,2 @@
 """The `/incident` family: parse (words); declare, lifecycle, reminders and their shared rules
-(changes); views (replies); ports (Slack)."""
-
-from commands.incident.handlers import family
-
-__all__ = ["family"]
+(changes); views (replies); actions (buttons, forms, pins); chat (the Slack port)."""

@@ -7,8 +7,8 @@ from datetime import UTC, timedelta
 from commands.announce import announce
 from commands.core import Context, NotFound
 from commands.incident import views
+from commands.incident.chat import ChatFailed, chat_of
 from commands.incident.parse import DeclareArgs, channel_name
-from commands.incident.ports import Channel, ChatFailed, IncidentChat, NameTaken, chat_of
 from commands.incident.rules import (
     USER_ID,
     announce_incident,
@@ -18,7 +18,8 @@ from commands.incident.rules import (
     version_of,
 )
 from commands.policy import IncidentClass
-from commands.wave.rules import pause_running_rollouts
+from commands.ports import Channel, IncidentChat, NameTaken
+from commands.wave.rules.pause import pause_running_rollouts
 from storage.incidents import count_declared_between, link_paused_rollout
 from storage.models import Incident, PauseKind, Rollout
 from storage.releases import get_release

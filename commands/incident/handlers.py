@@ -37,7 +37,7 @@ async def list_open(inv: Invocation) -> Reply:
 async def _open_form(inv: Invocation, summary: str = "") -> bool:
     releases = [release.version for _, release in active_rollouts(session=inv.ctx.session)]
     form = views.declare_form(inv.ctx.policy, summary=summary, releases=releases)
-    chat = inv.ctx.services.get("chat")
+    chat = inv.ctx.ports.chat
     return bool(chat is not None and await chat.open_modal(inv.request.trigger_id, form))
 
 

@@ -6,8 +6,8 @@ from commands.access import require
 from commands.announce import announce
 from commands.core import Conflict, Context, NotFound, Request, UsageError
 from commands.incident import views
+from commands.incident.chat import chat_of
 from commands.incident.parse import IncidentRef
-from commands.incident.ports import chat_of
 from commands.incident.rules import (
     announce_incident,
     class_of,
@@ -18,7 +18,7 @@ from commands.incident.rules import (
     version_of,
 )
 from commands.text import mention
-from commands.wave.rules import resume_rollout
+from commands.wave.rules.pause import resume_rollout
 from storage.incidents import (
     DuplicateEntry,
     get_incident,

@@ -13,7 +13,10 @@ from commands.access import require
 from commands.core import Context, NotFound, Reply, Request, UsageError
 from commands.rollback import confirm_rollback, rollback_confirmation
 from commands.unit import perform
-from commands.wave import rules, views
+from commands.wave import views
+from commands.wave.rules.advance import promote_rollout
+from commands.wave.rules.base import ActuatorUnavailable, note_actuator_failure, plan_of, subject_of
+from commands.wave.rules.pause import pause_rollout, resume_rollout
 from storage.models import PauseKind
 from storage.releases import get_release
 from storage.rollouts import rollout_of
@@ -57,15 +60,15 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
     rollout = rollout_of(release, session=ctx.session) if release is not None else None
     if release is None or rollout is None:
         raise NotFound(f"no rollout of {version!r} exists")
-    subject = rules.subject_of(release)
-    waves = rules.plan_of(ctx, rollout)
+    subject = subject_of(release)
+    waves = plan_of(ctx, rollout)
     try:
         if action_id == views.PROMOTE:
             wave = data.get("wave")
             if not isinstance(wave, int):
                 raise UsageError("this Promote button does not say which wave")
             before = views.wave_label(waves, wave) if 0 <= wave < len(waves) else f"wave {wave}"
-            rollout = await rules.promote_rollout(
+            rollout = await promote_rollout(
                 ctx, rollout, actor=request.user_id, request=request, expected_wave=wave
             )
             if rollout.state == "complete":
@@ -74,7 +77,7 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
             return Reply(f"Promoted {version} to {label}.")
         if action_id == views.PAUSE:
             require(ctx.policy, "wave.pause", request, subject=subject)
-            await rules.pause_rollout(
+            await pause_rollout(
                 ctx,
                 rollout,
                 kind=PauseKind.manual,
@@ -84,11 +87,11 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
             return Reply(f"Paused {version}.")
         if action_id == views.RESUME:
             require(ctx.policy, "wave.resume", request, subject=subject)
-            await rules.resume_rollout(ctx, rollout, actor=request.user_id)
+            await resume_rollout(ctx, rollout, actor=request.user_id)
             return Reply(f"Resumed {version}; its wave is observed afresh.")
-    except rules.ActuatorUnavailable as err:
+    except ActuatorUnavailable as err:
         retry = {"action_id": action_id, "value": data}
-        buttons = rules.note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
+        buttons = note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
         text = f"{err.title}: {err.message} Press Retry to try again."
         return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
     raise UsageError(f"unknown button {action_id!r}")

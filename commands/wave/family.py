@@ -5,8 +5,12 @@ from __future__ import annotations
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
 from commands.policy import format_duration
-from commands.wave import rules, views
+from commands.wave import views
 from commands.wave.parse import force_option, named_release, no_extra_words, pick_rollout
+from commands.wave.rules.advance import promote_rollout, start_rollout
+from commands.wave.rules.base import ActuatorUnavailable, note_actuator_failure, plan_of, subject_of
+from commands.wave.rules.gate import view_of
+from commands.wave.rules.pause import pause_rollout, resume_rollout
 from storage.audit import events_for
 from storage.models import PauseKind, Release, Rollout
 from storage.releases import get_release
@@ -20,10 +24,10 @@ LISTED = 40
 family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
 
 
-def _failed(inv: Invocation, err: rules.ActuatorUnavailable) -> Reply:
+def _failed(inv: Invocation, err: ActuatorUnavailable) -> Reply:
     """The deploy system said no: nothing changed; offer to run the same command again."""
     retry = {"command": inv.request.command, "text": inv.request.text}
-    buttons = rules.note_actuator_failure(inv.ctx, err, actor=inv.actor, retry=retry)
+    buttons = note_actuator_failure(inv.ctx, err, actor=inv.actor, retry=retry)
     text = f"{err.title}: {err.message} Press Retry to try again."
     return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
 
@@ -54,7 +58,7 @@ async def show_status(inv: Invocation) -> Reply:
             return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
         if total > DETAILED:
             listed = [
-                views.RolloutView(rollout, release, rules.plan_of(ctx, rollout), None, ctx.now())
+                views.RolloutView(rollout, release, plan_of(ctx, rollout), None, ctx.now())
                 for rollout, release in active_rollouts(session=ctx.session, limit=LISTED)
             ]
             text, blocks = views.overview(listed, total=total)
@@ -62,7 +66,7 @@ async def show_status(inv: Invocation) -> Reply:
         pairs = active_rollouts(session=ctx.session)
     texts, blocks = [], []
     for rollout, release in pairs:
-        view = rules.view_of(ctx, rollout, release)
+        view = view_of(ctx, rollout, release)
         texts.append(views.status_text(view))
         blocks += views.status_blocks(view)
     return Reply("\n\n".join(texts), blocks=blocks[:50])
@@ -91,10 +95,10 @@ async def start(inv: Invocation) -> Reply:
         plans = ", ".join(inv.ctx.policy.plans) or "none"
         raise inv.usage_error(f"the policy has no plan {plan!r}; plans: {plans}")
     try:
-        rollout = await rules.start_rollout(
+        rollout = await start_rollout(
             inv.ctx, release, plan, actor=inv.actor, request=inv.request, force_reason=force
         )
-    except rules.ActuatorUnavailable as err:
+    except ActuatorUnavailable as err:
         return _failed(inv, err)
     wave = inv.ctx.policy.plans[plan][0]
     return Reply(
@@ -116,12 +120,12 @@ async def promote(inv: Invocation) -> Reply:
     rest, force = force_option(inv, target.rest)
     no_extra_words(inv, rest)
     before = target.rollout.wave_index
-    waves = rules.plan_of(inv.ctx, target.rollout)
+    waves = plan_of(inv.ctx, target.rollout)
     try:
-        rollout = await rules.promote_rollout(
+        rollout = await promote_rollout(
             inv.ctx, target.rollout, actor=inv.actor, request=inv.request, force_reason=force
         )
-    except rules.ActuatorUnavailable as err:
+    except ActuatorUnavailable as err:
         return _failed(inv, err)
     if rollout.state == "complete":
         return Reply(
@@ -140,12 +144,12 @@ async def pause(inv: Invocation) -> Reply:
     reason = " ".join(target.rest).strip()
     if not reason:
         raise inv.usage_error("say why the rollout is paused")
-    require(inv.ctx.policy, "wave.pause", inv.request, subject=rules.subject_of(target.release))
+    require(inv.ctx.policy, "wave.pause", inv.request, subject=subject_of(target.release))
     try:
-        await rules.pause_rollout(
+        await pause_rollout(
             inv.ctx, target.rollout, kind=PauseKind.manual, reason=reason, actor=inv.actor
         )
-    except rules.ActuatorUnavailable as err:
+    except ActuatorUnavailable as err:
         return _failed(inv, err)
     return Reply(
         f"Paused {target.release.version}. `/wave resume {target.release.version}` continues."
@@ -157,12 +161,12 @@ async def resume(inv: Invocation) -> Reply:
     """Continue a paused rollout; its current wave is observed afresh from now."""
     target = pick_rollout(inv)
     no_extra_words(inv, target.rest)
-    require(inv.ctx.policy, "wave.resume", inv.request, subject=rules.subject_of(target.release))
+    require(inv.ctx.policy, "wave.resume", inv.request, subject=subject_of(target.release))
     try:
-        rollout = await rules.resume_rollout(inv.ctx, target.rollout, actor=inv.actor)
-    except rules.ActuatorUnavailable as err:
+        rollout = await resume_rollout(inv.ctx, target.rollout, actor=inv.actor)
+    except ActuatorUnavailable as err:
         return _failed(inv, err)
-    waves = rules.plan_of(inv.ctx, rollout)
+    waves = plan_of(inv.ctx, rollout)
     return Reply(
         f"Resumed {target.release.version}: {views.wave_label(waves, rollout.wave_index)} is "
         f"observed for {format_duration(waves[rollout.wave_index].observe)} from now."
@@ -177,7 +181,7 @@ async def history(inv: Invocation) -> Reply:
     if len(inv.words) > 1:
         raise inv.usage_error("too many words: give at most one release")
     release = named_release(inv) or pick_rollout(inv, finished_ok=True).release
-    events = events_for(rules.subject_of(release), session=inv.ctx.session, limit=200)
+    events = events_for(subject_of(release), session=inv.ctx.session, limit=200)
     if not events:
         return Reply(f"Nothing has happened to {release.version} yet.")
     lines = [f"History of {release.version} ({release.state}):"]

@@ -18,8 +18,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from commands.analysis.judge import MetricVerdict, Verdict, WaveVerdict
 from commands.core import Block
-from commands.judge import MetricVerdict, Verdict, WaveVerdict
 from commands.policy import Metric, Wave, format_duration
 from commands.text import mention, span
 from storage.models import AuditEvent, Release, Rollout, RolloutState

@@ -66,7 +66,7 @@ def policy_text(prom_url: str, metrics: int) -> str:
 
 
 async def serve_prometheus() -> None:
-    from tests.fakes.prometheus import FakePrometheus, value
+    from tests.support.prometheus import FakePrometheus, value
 
     prom = await FakePrometheus().start()
     prom.default = value(0.99)
@@ -84,7 +84,7 @@ async def serve_prometheus() -> None:
 async def send_status(url: str, text: str, every: float, limit: int) -> None:
     import aiohttp
 
-    from tests.fakes.signing import signed_headers, slash_body
+    from tests.support.signing import signed_headers, slash_body
 
     latencies: list[float] = []
     errors = 0
@@ -227,20 +227,20 @@ async def bench(args: argparse.Namespace) -> None:
     from aiohttp import web
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from bot.poller import poll_cycle
+    from bot.http.app import create_app
+    from bot.jobs.waves import poll_cycle
     from bot.runtime import Runtime
-    from bot.sources.http import close_sources, runtime_sources
-    from bot.web import create_app
+    from bot.wiring import wire
     from commands.policy import parse_policy
     from storage.db import make_engine
     from tests.conftest import create_schema, reset_postgres, service_settings
-    from tests.fakes.clock import FakeClock
-    from tests.fakes.slack import BOT_TOKEN, FakeSlack
+    from tests.support.clock import FakeClock
+    from tests.support.slack import BOT_TOKEN, FakeSlack
 
     if args.concurrency:
-        import bot.poller
+        import bot.jobs.waves
 
-        bot.poller.POLL_CONCURRENCY = args.concurrency
+        bot.jobs.waves.POLL_CONCURRENCY = args.concurrency
     prom = Child("--role", "prometheus")
     slack = await FakeSlack().start()
     tmp = tempfile.TemporaryDirectory(prefix="wavegate-bench-")
@@ -261,7 +261,7 @@ async def bench(args: argparse.Namespace) -> None:
             policy=policy,
             clock=clock,
         )
-        runtime_sources(runtime)
+        wire(runtime)
         client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
         app = create_app(runtime, client=client, background=False)
         runner = web.AppRunner(app, access_log=None)
@@ -294,7 +294,7 @@ async def bench(args: argparse.Namespace) -> None:
             "steady cycle, acking `status` (all)": await cycle("status"),
         }
         report(args, database, cycles, idle_one=idle_one, idle_all=idle_all)
-        await close_sources(runtime)
+        await runtime.source_http.close()
         engine.dispose()
     finally:
         if runner is not None:
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=int, default=4)
     parser.add_argument("--database", help="default: a fresh SQLite file")
     parser.add_argument(
-        "--concurrency", type=int, help="rollouts polled at once (bot.poller.POLL_CONCURRENCY)"
+        "--concurrency", type=int, help="rollouts polled at once (bot.jobs.waves.POLL_CONCURRENCY)"
     )
     parser.add_argument("--role", choices=["bench", "prometheus", "client"], default="bench")
     parser.add_argument("--url", help=argparse.SUPPRESS)

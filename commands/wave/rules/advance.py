@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from commands.access import require
-from commands.checklist import require_complete
+from commands.analysis.guardrails import error_budget_blockers
+from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context, GateClosed, Request
-from commands.guardrails import error_budget_blockers
-from commands.judge import Verdict
 from commands.policy import format_duration
+from commands.ready.checklist import require_complete
 from commands.text import mention
 from commands.wave import views
 from commands.wave.rules.base import Blocker, actuate, plan_of, release_of, subject_of

@@ -8,8 +8,8 @@ from typing import Any
 from commands.announce import announce
 from commands.core import CommandError, Conflict, Context
 from commands.policy import Wave
+from commands.ports import Action, Actuation, ActuatorFailed
 from commands.wave import views
-from commands.wave.port import Action, Actuation, ActuatorFailed, actuator_of
 from storage.audit import Outcome, record_event
 from storage.models import Incident, Release, Rollout
 
@@ -99,7 +99,7 @@ async def actuate(
         idempotency_key=idempotency_key(release, action, rollout),
     )
     try:
-        await actuator_of(ctx).send(actuation)
+        await ctx.ports.actuator.send(actuation)
     except ActuatorFailed as exc:
         raise ActuatorUnavailable(
             f"the deploy system did not confirm {action} of {release.version} after "

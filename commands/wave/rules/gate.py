@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from commands.access import in_role, require
+from commands.analysis.judge import Verdict, WaveVerdict, judge_metric, judge_wave
+from commands.analysis.measure import Phase, Poll
 from commands.core import Context, Forbidden, Request
-from commands.judge import Verdict, WaveVerdict, judge_metric, judge_wave
-from commands.measure import Phase, Poll
 from commands.policy import Wave, format_duration
 from commands.text import span
 from commands.wave import views

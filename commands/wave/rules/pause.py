@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context
-from commands.judge import Verdict
 from commands.policy import format_duration
 from commands.wave import views
 from commands.wave.rules.base import (

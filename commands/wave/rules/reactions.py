@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from commands.analysis.judge import Verdict, WaveVerdict
+from commands.analysis.measure import Phase, Reading, classify, render_query
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed
-from commands.judge import Verdict, WaveVerdict
-from commands.measure import Phase, Reading, classify, render_query
 from commands.policy import Metric, Wave, format_duration
 from commands.text import mention
 from commands.wave import views

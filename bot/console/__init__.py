@@ -1,0 +1,1 @@
+"""`wavegate console`: the commands in a terminal, with no Slack."""

@@ -1,0 +1,69 @@
+"""The aiohttp application factory: routes, the Bolt app, and the background work it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.http import checklist, health, incidents, rollouts, slack_events
+from bot.http.api import api_middleware
+from bot.http.keys import BOLT, DELIVERY, LISTENERS, RUNTIME, SCHEDULER
+from bot.jobs.scheduler import build_scheduler
+from bot.leader import Leadership, campaign
+from bot.outbox import OutboxDelivery
+from bot.runtime import Runtime
+from bot.slack.app import build_bolt_app
+from bot.slack.chat import SlackIncidentChat
+from bot.wiring import slack_client, wire
+
+# Seconds a shutdown waits for work acknowledged to Slack but not finished.
+SHUTDOWN_GRACE = 10.0
+
+
+def create_app(
+    runtime: Runtime, *, client: AsyncWebClient | None = None, background: bool = True
+) -> web.Application:
+    """The service. `background=False` leaves out the scheduler and outbox worker (tests that
+    drive them by hand)."""
+    client = client or slack_client(runtime.settings)
+    wire(runtime, chat=SlackIncidentChat(client))
+    app = web.Application(middlewares=[api_middleware])
+    app[RUNTIME] = runtime
+    app[BOLT], app[LISTENERS] = build_bolt_app(runtime, client)
+    app[DELIVERY] = OutboxDelivery(runtime.engine, client, runtime.clock)
+    app[SCHEDULER] = build_scheduler(runtime)
+    for module in (slack_events, health, checklist, rollouts, incidents):
+        app.add_routes(module.routes)
+    if background:
+        app.cleanup_ctx.append(_background)
+    app.on_cleanup.append(_close_sources)
+    return app
+
+
+async def _close_sources(app: web.Application) -> None:
+    """The metric sources' shared HTTP session closes with the app (it opens on first use)."""
+    await app[RUNTIME].source_http.close()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    scheduler = app[SCHEDULER]
+    if runtime.leadership is None:
+        runtime.leadership = Leadership(
+            runtime.engine, runtime.clock, on_elected=runtime.outbox_ready.set
+        )
+    async with campaign(runtime.leadership):
+        scheduler.start()
+        worker = asyncio.create_task(app[DELIVERY].run(runtime.outbox_ready, leading=runtime.leads))
+        yield
+        # Work acknowledged but not finished (a command waiting on the deploy system) gets a
+        # bounded time to finish before the process exits.
+        await app[LISTENERS].drain(SHUTDOWN_GRACE)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,104 @@
+"""`GET /api/v1/incidents` and `POST /api/v1/alerts` (the Alertmanager webhook receiver)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.http.api import error, error_for, iso, read_body
+from bot.http.keys import RUNTIME
+from commands.core import CommandError
+from commands.incident.alerts import AlertGroup, FiringAlert, receive_alerts
+from storage.incidents import list_incidents
+from storage.models import Incident, IncidentStatus
+
+routes = web.RouteTableDef()
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "class": incident.incident_class,
+        "severity": incident.severity,
+        "status": incident.status,
+        "channel": incident.channel,
+        "declared_at": iso(incident.declared_at),
+        "mitigated_at": iso(incident.mitigated_at),
+        "resolved_at": iso(incident.resolved_at),
+    }
+
+
+@routes.get("/api/v1/incidents")
+async def get_incidents(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in set(IncidentStatus):
+        known = ", ".join(IncidentStatus)
+        return error(400, f"status: unknown status {status[:40]!r} (use one of {known})")
+    with request.app[RUNTIME].unit() as ctx:
+        incidents = list_incidents(session=ctx.session, status=status)
+        return web.json_response({"incidents": [incident_json(i) for i in incidents]})
+
+
+class Lenient(BaseModel):
+    # Alertmanager adds fields from version to version; the ones read here are checked.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class Alert(Lenient):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    fingerprint: str | None = None
+
+
+class AlertmanagerWebhook(Lenient):
+    """Alertmanager's webhook body (version 4)."""
+
+    version: str | None = None
+    groupKey: str = Field(min_length=1, max_length=500)
+    status: Literal["firing", "resolved"]
+    alerts: list[Alert] = Field(min_length=1, max_length=1000)
+    groupLabels: dict[str, str] = {}
+    commonLabels: dict[str, str] = {}
+    commonAnnotations: dict[str, str] = {}
+
+    def group(self) -> AlertGroup:
+        return AlertGroup(
+            group_key=self.groupKey,
+            alerts=[
+                FiringAlert(
+                    name=alert.labels.get("alertname", "alert"),
+                    status=alert.status,
+                    labels=alert.labels,
+                    summary=alert.annotations.get("summary")
+                    or alert.annotations.get("description"),
+                )
+                for alert in self.alerts
+            ],
+            common_labels={**self.groupLabels, **self.commonLabels},
+            summary=self.commonAnnotations.get("summary"),
+        )
+
+
+@routes.post("/api/v1/alerts")
+async def post_alerts(request: web.Request) -> web.Response:
+    body = await read_body(request, AlertmanagerWebhook)
+    if isinstance(body, web.Response):
+        return body
+    runtime = request.app[RUNTIME]
+    group = body.group()
+    try:
+        with runtime.unit() as ctx:
+            outcome, incident = await receive_alerts(ctx, group)
+    except CommandError as err:
+        return error_for(err)
+    except sa.exc.IntegrityError:
+        # Two deliveries of one new group raced; the other one declared the incident.
+        return error(409, "this alert group is being declared by another delivery; retry")
+    return web.json_response(
+        {"action": outcome, "incident": incident.id if incident is not None else None},
+        status=201 if outcome == "declared" else 200,
+    )

@@ -1,0 +1,17 @@
+"""The aiohttp application's keys: what the handlers find on `request.app`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_bolt.async_app import AsyncApp
+
+from bot.outbox import OutboxDelivery
+from bot.runtime import Runtime
+from bot.slack.requests import Listeners
+
+RUNTIME = web.AppKey("runtime", Runtime)
+BOLT = web.AppKey("bolt", AsyncApp)
+LISTENERS = web.AppKey("listeners", Listeners)
+SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
+DELIVERY = web.AppKey("delivery", OutboxDelivery)

@@ -1,0 +1,44 @@
+"""`GET /api/v1/rollouts`: every rollout, newest first, for CI and dashboards (DESIGN §1, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bot.http.api import error, iso
+from bot.http.keys import RUNTIME
+from commands.policy import Policy
+from storage.models import Release, Rollout, RolloutState
+from storage.rollouts import list_rollouts
+
+routes = web.RouteTableDef()
+STATES = [state.value for state in RolloutState]
+
+
+def rollout_json(rollout: Rollout, release: Release, policy: Policy) -> dict[str, Any]:
+    waves = policy.plans.get(rollout.plan) or []
+    wave = waves[rollout.wave_index].name if rollout.wave_index < len(waves) else None
+    return {
+        "release": release.version,
+        "plan": rollout.plan,
+        "state": rollout.state,
+        "wave": wave,
+        "wave_index": rollout.wave_index,
+        "wave_started_at": iso(rollout.wave_started_at),
+        "verdict": rollout.verdict,
+        "pause_kind": rollout.pause_kind,
+        "paused_reason": rollout.paused_reason,
+    }
+
+
+@routes.get("/api/v1/rollouts")
+async def get_rollouts(request: web.Request) -> web.Response:
+    state = request.query.get("state")
+    if state is not None and state not in STATES:
+        return error(400, f"state: unknown state {state!r}; states: {', '.join(STATES)}")
+    runtime = request.app[RUNTIME]
+    with runtime.unit() as ctx:
+        rows = list_rollouts(session=ctx.session, state=state)
+        body = [rollout_json(r, rel, runtime.policy) for r, rel in rows]
+    return web.json_response({"rollouts": body})

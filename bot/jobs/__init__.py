@@ -1,0 +1,1 @@
+"""Scheduled work: the scheduler and each job family."""

@@ -1,0 +1,114 @@
+"""Incident interactions: the declare form, checklist ticks, Resume buttons and pinned messages.
+
+Like `commands/wave/buttons.py` for rollouts: each is one unit of work with the same rules and
+permissions as the commands; a button's value is validated before anything is read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commands.access import require
+from commands.core import Context, Reply, Request, UsageError
+from commands.incident.declare import declare_incident
+from commands.incident.lifecycle import pin_message, resume_paused_rollout, tick_step
+from commands.incident.parse import DeclareArgs, parse_form
+from commands.incident.views import RESUME_ACTION, TICK_ACTION
+from commands.policy import Policy
+from commands.unit import perform
+from storage.incidents import incident_in_channel
+from storage.releases import get_release
+
+FORM_FIELDS = ("class", "severity", "summary", "release")
+
+
+def form_fields(view: dict[str, Any]) -> dict[str, str | None]:
+    """The declare form's submitted values, by block id."""
+    values: dict[str, Any] = view.get("state", {}).get("values", {})
+
+    def field(block: str) -> str | None:
+        element = values.get(block, {}).get("value", {})
+        if element.get("selected_option"):
+            return str(element["selected_option"].get("value"))
+        value = element.get("value")
+        return str(value) if value is not None else None
+
+    return {name: field(name) for name in FORM_FIELDS}
+
+
+def read_form(policy: Policy, view: dict[str, Any]) -> tuple[DeclareArgs | None, dict[str, str]]:
+    fields = form_fields(view)
+    return parse_form(
+        policy,
+        incident_class=fields["class"],
+        severity=fields["severity"],
+        summary=fields["summary"],
+        release=fields["release"],
+    )
+
+
+def check_form(ctx: Context, view: dict[str, Any]) -> tuple[DeclareArgs | None, dict[str, str]]:
+    """The form's arguments, or an error per field (shown in the form by Slack)."""
+    args, errors = read_form(ctx.policy, view)
+    if args is not None and args.release and get_release(args.release, session=ctx.session) is None:
+        errors["release"] = f"No release {args.release!r} is registered"
+    return (None if errors else args), errors
+
+
+async def declare_from_form(ctx: Context, args: DeclareArgs, request: Request) -> Reply:
+    async def work(ctx: Context) -> Reply:
+        require(ctx.policy, "incident.declare", request, subject="incident:new")
+        incident = await declare_incident(ctx, args, actor=request.user_id)
+        return Reply(f"Declared incident #{incident.id} in <#{incident.channel}>.")
+
+    return await perform(request.user_id, ctx, work, action="incident.declare")
+
+
+def _value(value: str, *, wants: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except (json.JSONDecodeError, TypeError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get(wants), int):
+        raise UsageError("this button carries no readable value; run the command instead")
+    return data
+
+
+async def press(request: Request, ctx: Context, action_id: str, value: str) -> Reply | None:
+    """One press of a guidance step's Done or a resolve summary's Resume. None: the answer is
+    the message redrawn in place (a ticked step), nothing to say to the presser."""
+
+    async def work(ctx: Context) -> Reply | None:
+        if action_id.startswith(TICK_ACTION):
+            data = _value(value, wants="incident")
+            step = data.get("step", 0)
+            if not isinstance(step, int):
+                raise UsageError("this button carries no readable value; run the command instead")
+            tick_step(ctx, int(data["incident"]), step, request=request)
+            return None
+        if action_id.startswith(RESUME_ACTION):
+            data = _value(value, wants="rollout")
+            incident_id = data.get("incident", 0)
+            if not isinstance(incident_id, int):
+                raise UsageError("this button carries no readable value; run the command instead")
+            await resume_paused_rollout(ctx, incident_id, int(data["rollout"]), request=request)
+            return Reply(f"Resumed the rollout paused by incident #{incident_id}.")
+        raise UsageError(f"unknown button {action_id[:60]!r}")
+
+    return await perform(request.user_id, ctx, work, action="incident")
+
+
+def is_incident_channel(ctx: Context, channel: str) -> bool:
+    return incident_in_channel(channel, session=ctx.session) is not None
+
+
+async def pin(
+    ctx: Context, *, channel: str, ts: str, text: str | None, author: str | None, actor: str
+) -> None:
+    """A message pinned in an incident channel joins its timeline (once)."""
+
+    async def work(ctx: Context) -> None:
+        pin_message(ctx, channel=channel, ts=ts, text=text, author=author, actor=actor)
+
+    await perform(actor, ctx, work, action="incident.pin")

@@ -1,0 +1,1 @@
+"""The `/ready` family: the readiness checklist of a release (family → checklist, verification)."""
