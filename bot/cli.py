@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
-from commands.policy import PolicyInvalid, load_policy
+from commands.policy_file import PolicyInvalid, load_policy
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime

@@ -17,7 +17,8 @@ from bot.sources.http import SourceHttp
 from bot.telemetry import observe_command, observe_reply
 from commands.analysis.checks import PollMemory
 from commands.core import Clock, Context, Reply, Request, system_clock
-from commands.policy import Policy, load_policy
+from commands.policy import Policy
+from commands.policy_file import load_policy
 from commands.ports import Ports
 from commands.router import Routed, route, run
 from storage.db import make_engine, session_scope

@@ -14,7 +14,11 @@ from commands.core import (
 )
 from commands.wave import views
 from commands.wave.parse import pick_rollout
-from commands.wave.rules.base import ActuatorUnavailable, note_actuator_failure, subject_of
+from commands.wave.rules.base import (
+    ActuatorUnavailable,
+    retry_reply,
+    subject_of,
+)
 from commands.wave.rules.rollback import rollback_release, rollout_to_roll_back
 from storage.audit import Outcome, record_event
 from storage.releases import get_release, last_known_good
@@ -71,9 +75,7 @@ async def confirm_rollback(ctx: Context, request: Request, version: str, reason:
             "action_id": views.ROLLBACK_CONFIRM,
             "value": {"release": version, "reason": reason},
         }
-        buttons = note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
-        text = f"{err.title}: {err.message} Press Retry to try again."
-        return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
+        return retry_reply(ctx, err, actor=request.user_id, retry=retry)
     del rollout
     target = last_known_good(session=ctx.session, excluding=release.id)
     to = f"to {target.version}" if target else "with no last known-good release (target null)"

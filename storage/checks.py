@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from storage.models import CheckResult
+from storage.models import CheckResult, CheckStatus
 
 
 def record_check(
@@ -25,7 +25,7 @@ def record_check(
         release_id=release_id,
         item=item,
         check=check,
-        status=status,
+        status=CheckStatus(status),
         evidence=evidence,
         reason=reason,
         actor=actor,

@@ -1,4 +1,4 @@
-"""Tables of the foundation: releases, checklist results, the audit trail and the Slack outbox."""
+"""The tables: releases, checks, audit, outbox, rollouts, measurements, incidents, leases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from storage.types import UtcDateTime
+from storage.types import EnumText, UtcDateTime
 
 
 class ReleaseState(StrEnum):
@@ -28,7 +28,7 @@ class CheckStatus(StrEnum):
 class Release(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     version: str = Field(max_length=100, sa_column_kwargs={"unique": True}, index=True)
-    state: str = Field(default=ReleaseState.candidate, max_length=20)
+    state: ReleaseState = Field(default=ReleaseState.candidate, sa_type=EnumText(ReleaseState))
     created_by: str = Field(max_length=64)
     created_at: datetime = Field(sa_type=UtcDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -44,7 +44,7 @@ class CheckResult(SQLModel, table=True):
     item: str = Field(max_length=64)
     # The CI check (lint, test, …) for items verified by CI; empty for the item itself.
     check: str = Field(default="", max_length=64)
-    status: str = Field(max_length=20)
+    status: CheckStatus = Field(sa_type=EnumText(CheckStatus))
     evidence: str | None = Field(default=None, max_length=2000)
     reason: str | None = Field(default=None, max_length=2000)
     actor: str = Field(max_length=64)
@@ -125,11 +125,13 @@ class Rollout(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="release.id", sa_column_kwargs={"unique": True})
     plan: str = Field(max_length=64)
-    state: str = Field(default=RolloutState.running, max_length=20, index=True)
+    state: RolloutState = Field(
+        default=RolloutState.running, sa_type=EnumText(RolloutState), index=True
+    )
     wave_index: int = 0
     wave_started_at: datetime = Field(sa_type=UtcDateTime)
     verdict: str = Field(default="running", max_length=20)
-    pause_kind: str | None = Field(default=None, max_length=20)
+    pause_kind: PauseKind | None = Field(default=None, sa_type=EnumText(PauseKind))
     paused_reason: str | None = Field(default=None, max_length=2000)
     paused_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     version: int = 1
@@ -171,7 +173,9 @@ class Incident(SQLModel, table=True):
     incident_class: str = Field(max_length=64)
     severity: int
     summary: str = Field(max_length=2000)
-    status: str = Field(default=IncidentStatus.declared, max_length=20, index=True)
+    status: IncidentStatus = Field(
+        default=IncidentStatus.declared, sa_type=EnumText(IncidentStatus), index=True
+    )
     commander: str | None = Field(default=None, max_length=64)
     channel: str | None = Field(default=None, max_length=80)
     channel_name: str | None = Field(default=None, max_length=80)

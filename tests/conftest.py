@@ -23,7 +23,8 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.sources.http import SourceHttp
 from commands.core import Context, Reply, Request
-from commands.policy import Policy, builtin_policy
+from commands.policy import Policy
+from commands.policy_file import builtin_policy
 from commands.router import dispatch
 from storage.db import alembic_config, make_engine
 from storage.schema import metadata

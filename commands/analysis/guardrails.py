@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from commands.analysis.measure import MetricSource, Phase, Poll, Reading
 from commands.analysis.slo import BurnStatus, ErrorBudget, measure_budget, measure_burn
-from commands.core import Context, GateClosed
-from commands.policy import Condition, Metric, Policy, Wave
+from commands.core import Context
+from commands.policy import Metric, Policy, Wave
+from commands.values import Condition
 
 # How many recent polls an explanation counts: "(3 of last 5 polls)".
 RECENT = 5
@@ -128,20 +129,6 @@ def budget_gate(metric: Metric, polls: Sequence[Poll], *, query: str = "") -> Dr
     )
 
 
-def budget_drifts(
-    metrics: Iterable[Metric], polls: Mapping[str, Sequence[Poll]], *, queries: Mapping[str, str]
-) -> list[Drift]:
-    """Every budget that drifted this wave (dry-run metrics are shown, never counted)."""
-    drifts = []
-    for metric in metrics:
-        if metric.dry_run:
-            continue
-        drift = budget_gate(metric, polls.get(metric.id, ()), query=queries.get(metric.id, ""))
-        if drift is not None:
-            drifts.append(drift)
-    return drifts
-
-
 def slo_gate(statuses: Iterable[BurnStatus]) -> Drift | None:
     """The worst firing burn-rate rule among the SLOs, pages before warnings."""
     firing = [s for s in statuses if s.worst is not None]
@@ -160,26 +147,6 @@ def slo_gate(statuses: Iterable[BurnStatus]) -> Drift | None:
 
 def exhausted_budgets(budgets: Iterable[ErrorBudget]) -> list[ErrorBudget]:
     return [b for b in budgets if b.exhausted]
-
-
-def require_error_budget(
-    budgets: Iterable[ErrorBudget], *, release: str, override: str | None
-) -> list[str]:
-    """The start gate: an exhausted error budget refuses a rollout unless overridden with a
-    reason. Returns what was overridden (for the audit trail), or raises GateClosed."""
-    spent = exhausted_budgets(budgets)
-    if not spent:
-        return []
-    reasons = [b.explain() for b in spent]
-    if override is None or not override.strip():
-        raise GateClosed(
-            f"cannot start {release}: the error budget is exhausted — "
-            + "; ".join(reasons)
-            + ". An approver may override with --force REASON.",
-            action="wave.start",
-            subject=f"release:{release}",
-        )
-    return reasons
 
 
 # ---------------------------------------------------------------- reading through the ports

@@ -25,7 +25,8 @@ from datetime import timedelta
 from typing import Literal
 
 from commands.analysis.measure import MetricSource, render_query
-from commands.policy import Metric, Slo, format_duration
+from commands.policy import Metric, Slo
+from commands.values import format_duration
 
 Severity = Literal["page", "warn"]
 

@@ -27,7 +27,7 @@ from commands.core import Reply
 from commands.policy import IncidentClass, Policy
 from commands.text import mention, span
 from commands.wave.views import rollback_button
-from storage.models import Incident, IncidentStatus, Rollout, TimelineEntry
+from storage.models import Incident, IncidentStatus, Rollout, RolloutState, TimelineEntry
 
 TICK_ACTION = "incident.step.tick"
 RESUME_ACTION = "incident.rollout.resume"
@@ -200,7 +200,7 @@ def resolve_summary(
     if summary:
         lines.append(f"Resolution: {summary}")
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
-    still_paused = [(r, v) for r, v in paused if r.state == "paused"]
+    still_paused = [(r, v) for r, v in paused if r.state == RolloutState.paused]
     if paused:
         lines.append(
             f"This incident paused {len(paused)} rollout(s); nothing resumes by itself. "

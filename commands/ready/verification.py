@@ -145,14 +145,3 @@ def record_verification(
         release, item, CheckStatus.passed, ctx, actor=actor, evidence=verification.evidence()
     )
     return True
-
-
-async def verify_open_releases(ctx: Context) -> list[Verification]:
-    """Verify and record in one go (tests, the console); the scheduled job splits the reads
-    from the transactions."""
-    done = []
-    for release, item in unverified_items(ctx):
-        verification = await verify_item(release, item, ctx)
-        record_verification(verification, release, ctx)
-        done.append(verification)
-    return done

@@ -15,9 +15,14 @@ from commands.rollback import confirm_rollback, rollback_confirmation
 from commands.unit import perform
 from commands.wave import views
 from commands.wave.rules.advance import promote_rollout
-from commands.wave.rules.base import ActuatorUnavailable, note_actuator_failure, plan_of, subject_of
+from commands.wave.rules.base import (
+    ActuatorUnavailable,
+    plan_of,
+    retry_reply,
+    subject_of,
+)
 from commands.wave.rules.pause import pause_rollout, resume_rollout
-from storage.models import PauseKind
+from storage.models import PauseKind, RolloutState
 from storage.releases import get_release
 from storage.rollouts import rollout_of
 
@@ -71,7 +76,7 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
             rollout = await promote_rollout(
                 ctx, rollout, actor=request.user_id, request=request, expected_wave=wave
             )
-            if rollout.state == "complete":
+            if rollout.state == RolloutState.complete:
                 return Reply(f"Promoted {before}: {version} is complete.")
             label = views.wave_label(waves, rollout.wave_index)
             return Reply(f"Promoted {version} to {label}.")
@@ -91,9 +96,7 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
             return Reply(f"Resumed {version}; its wave is observed afresh.")
     except ActuatorUnavailable as err:
         retry = {"action_id": action_id, "value": data}
-        buttons = note_actuator_failure(ctx, err, actor=request.user_id, retry=retry)
-        text = f"{err.title}: {err.message} Press Retry to try again."
-        return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
+        return retry_reply(ctx, err, actor=request.user_id, retry=retry)
     raise UsageError(f"unknown button {action_id!r}")
 
 

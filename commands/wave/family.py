@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
-from commands.policy import format_duration
+from commands.values import format_duration
 from commands.wave import views
 from commands.wave.parse import force_option, named_release, no_extra_words, pick_rollout
 from commands.wave.rules.advance import promote_rollout, start_rollout
-from commands.wave.rules.base import ActuatorUnavailable, note_actuator_failure, plan_of, subject_of
+from commands.wave.rules.base import (
+    ActuatorUnavailable,
+    plan_of,
+    retry_reply,
+    subject_of,
+)
 from commands.wave.rules.gate import view_of
 from commands.wave.rules.pause import pause_rollout, resume_rollout
 from storage.audit import events_for
-from storage.models import PauseKind, Release, Rollout
+from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.releases import get_release
 from storage.rollouts import active_rollouts, count_active_rollouts, rollout_of
 
@@ -27,9 +32,7 @@ family = Family("wave", "rollout waves: start, watch, promote, pause, resume", d
 def _failed(inv: Invocation, err: ActuatorUnavailable) -> Reply:
     """The deploy system said no: nothing changed; offer to run the same command again."""
     retry = {"command": inv.request.command, "text": inv.request.text}
-    buttons = note_actuator_failure(inv.ctx, err, actor=inv.actor, retry=retry)
-    text = f"{err.title}: {err.message} Press Retry to try again."
-    return Reply(text, blocks=views.with_buttons(text, buttons), error=True)
+    return retry_reply(inv.ctx, err, actor=inv.actor, retry=retry)
 
 
 @family.command("status", "/wave status [RELEASE]")
@@ -127,7 +130,7 @@ async def promote(inv: Invocation) -> Reply:
         )
     except ActuatorUnavailable as err:
         return _failed(inv, err)
-    if rollout.state == "complete":
+    if rollout.state == RolloutState.complete:
         return Reply(
             f"Promoted {views.wave_label(waves, before)}: {target.release.version} is complete."
         )

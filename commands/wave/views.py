@@ -20,8 +20,9 @@ from slack_sdk.models.blocks import (
 
 from commands.analysis.judge import MetricVerdict, Verdict, WaveVerdict
 from commands.core import Block
-from commands.policy import Metric, Wave, format_duration
+from commands.policy import Metric, Wave
 from commands.text import mention, span
+from commands.values import format_duration
 from storage.models import AuditEvent, Release, Rollout, RolloutState
 
 # Action ids of the buttons (bot/wave_actions.py listens for them).

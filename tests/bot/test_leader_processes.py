@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from commands.core import Context
-from commands.policy import parse_policy
+from commands.policy_file import parse_policy
 from commands.ready.checklist import register_release
 from storage.db import make_engine
 from storage.outbox import enqueue_post, mark_sent, pending_posts

@@ -10,14 +10,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.policy import (
-    PolicyInvalid,
-    builtin_policy,
-    load_policy,
-    parse_condition,
-    parse_duration,
-    parse_policy,
-)
+from commands.policy_file import PolicyInvalid, builtin_policy, load_policy, parse_policy
+from commands.values import parse_condition, parse_duration
 from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "examples" / "policy.yml"

@@ -231,7 +231,7 @@ async def bench(args: argparse.Namespace) -> None:
     from bot.jobs.waves import poll_cycle
     from bot.runtime import Runtime
     from bot.wiring import wire
-    from commands.policy import parse_policy
+    from commands.policy_file import parse_policy
     from storage.db import make_engine
     from tests.conftest import create_schema, reset_postgres, service_settings
     from tests.support.clock import FakeClock

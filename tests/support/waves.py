@@ -9,7 +9,8 @@ from sqlmodel import Session, col, select
 from bot.sources.demo import DemoSource
 from commands.core import Context, Reply
 from commands.policy import DemoSource as DemoConfig
-from commands.policy import Policy, parse_policy
+from commands.policy import Policy
+from commands.policy_file import parse_policy
 from commands.ports import LocalActuator
 from commands.wave.rules.reactions import due_polls, react, record_readings
 from storage.models import AuditEvent, OutboxPost, Release, Rollout

@@ -8,9 +8,9 @@ from commands.access import require
 from commands.analysis.guardrails import error_budget_blockers
 from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context, GateClosed, Request
-from commands.policy import format_duration
 from commands.ready.checklist import require_complete
 from commands.text import mention
+from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.base import Blocker, actuate, plan_of, release_of, subject_of
 from commands.wave.rules.gate import incident_blockers, promotion_blockers, require_promoter

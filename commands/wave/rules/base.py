@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from commands.announce import announce
-from commands.core import CommandError, Conflict, Context
+from commands.core import CommandError, Conflict, Context, Reply
 from commands.policy import Wave
 from commands.ports import Action, Actuation, ActuatorFailed
 from commands.wave import views
@@ -139,3 +139,13 @@ def note_actuator_failure(
             thread_key=f"rollout:{err.rollout_id}",
         )
     return buttons
+
+
+def retry_reply(
+    ctx: Context, err: ActuatorUnavailable, *, actor: str, retry: dict[str, Any]
+) -> Reply:
+    """The answer to an action the deploy system did not confirm: nothing changed, and a Retry
+    button runs the same command or button again (every gate checked again)."""
+    buttons = note_actuator_failure(ctx, err, actor=actor, retry=retry)
+    text = f"{err.title}: {err.message} Press Retry to try again."
+    return Reply(text, blocks=views.with_buttons(text, buttons), error=True)

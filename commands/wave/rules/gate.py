@@ -6,8 +6,9 @@ from commands.access import in_role, require
 from commands.analysis.judge import Verdict, WaveVerdict, judge_metric, judge_wave
 from commands.analysis.measure import Phase, Poll
 from commands.core import Context, Forbidden, Request
-from commands.policy import Wave, format_duration
+from commands.policy import Wave
 from commands.text import span
+from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.base import Blocker, plan_of, release_of, window_passed
 from storage.incidents import open_incidents

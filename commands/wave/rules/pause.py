@@ -6,7 +6,7 @@ from typing import Any
 
 from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context
-from commands.policy import format_duration
+from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.base import (
     ActuatorUnavailable,

@@ -10,8 +10,9 @@ from commands.analysis.judge import Verdict, WaveVerdict
 from commands.analysis.measure import Phase, Reading, classify, render_query
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed
-from commands.policy import Metric, Wave, format_duration
+from commands.policy import Metric, Wave
 from commands.text import mention
+from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.advance import promote_rollout
 from commands.wave.rules.base import (
@@ -144,7 +145,8 @@ async def react(ctx: Context, rollout: Rollout) -> Verdict | None:
         pass  # a person changed the rollout meanwhile; the next poll judges what is there now
     # Written after the reaction, so the deploy system is never awaited inside a write (SQLite's
     # lock); a promotion already started the next wave's verdict afresh.
-    if rollout.wave_index == index and rollout.state != RolloutState.complete:
+    # (The reaction may have moved the rollout: read its state afresh.)
+    if rollout.wave_index == index and RolloutState(rollout.state) != RolloutState.complete:
         set_verdict(rollout, verdict.value, session=ctx.session)
     return verdict
 

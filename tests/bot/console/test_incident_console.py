@@ -10,7 +10,7 @@ from sqlmodel import Session
 from bot.console.repl import Console, console_channels
 from bot.runtime import Runtime
 from bot.settings import Settings
-from commands.policy import builtin_policy
+from commands.policy_file import builtin_policy
 from tests.support.clock import FakeClock
 from tests.support.incidents import running_rollout
 

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from sqlmodel import Session, col, select
 
-from storage.models import AuditEvent, Incident, TimelineEntry
+from storage.models import AuditEvent, Incident, IncidentStatus, TimelineEntry
 from tests.conftest import COMMANDER, Service
 from tests.support.clock import FakeClock
 
@@ -107,7 +107,7 @@ async def test_severity_label_and_a_recurrence_after_resolve(service: Service) -
         first = session.get(Incident, 1)
         assert first is not None
         assert first.severity == 3
-        first.status = "resolved"
+        first.status = IncidentStatus.resolved
         session.add(first)
         session.commit()
     response = await post_alerts(service, alertmanager(labels=labels, group_key="g1"))
@@ -172,7 +172,7 @@ async def test_incidents_are_listed_newest_first_with_utc_times(
     with Session(service.runtime.engine) as session:
         first = session.get(Incident, 1)
         assert first is not None
-        first.status, first.mitigated_at = "mitigated", clock()
+        first.status, first.mitigated_at = IncidentStatus.mitigated, clock()
         session.add(first)
         session.commit()
     response = await service.http.get(f"{service.url}/api/v1/incidents", headers=AUTH)

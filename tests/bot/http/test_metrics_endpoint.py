@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
 from bot.telemetry import observe_poll
-from storage.models import Release, Rollout
+from storage.models import Release, Rollout, RolloutState
 from storage.outbox import enqueue_post
 from tests.conftest import ROLLOUTS, Service
 
@@ -76,7 +76,7 @@ async def test_rollouts_by_state_are_read_from_the_database(service: Service) ->
                 Rollout(
                     release_id=release.id,
                     plan="default",
-                    state=state,
+                    state=RolloutState(state),
                     wave_started_at=now,
                     started_by="U0RM1",
                     started_at=now - timedelta(hours=1),

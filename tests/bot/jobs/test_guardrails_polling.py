@@ -16,7 +16,8 @@ from bot.settings import Settings
 from bot.telemetry import REGISTRY
 from bot.wiring import wire
 from commands.core import Reply
-from commands.policy import Policy, parse_policy
+from commands.policy import Policy
+from commands.policy_file import parse_policy
 from commands.ports import LocalActuator
 from storage.models import Release, Rollout
 from tests.conftest import run

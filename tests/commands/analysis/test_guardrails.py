@@ -10,21 +10,21 @@ import pytest
 from bot.sources.http import SourceHttp
 from bot.sources.prometheus import PrometheusSource
 from commands.analysis.guardrails import (
-    budget_drifts,
     budget_gate,
+    exhausted_budgets,
     explain_metric,
     probe_sources,
     probe_wave,
-    require_error_budget,
     slo_gate,
     violation,
     wave_source_names,
 )
 from commands.analysis.measure import Phase, Poll, Reading, classify
 from commands.analysis.slo import ErrorBudget, evaluate_burn
-from commands.core import Context, GateClosed
-from commands.policy import Metric, Policy, Slo, parse_condition
+from commands.core import Context
+from commands.policy import Metric, Policy, Slo
 from commands.ports import Ports
+from commands.values import parse_condition
 from tests.support.prometheus import FakePrometheus, closed_port_url, http_error
 
 SUCCESS_QUERY = "sum(rate(ok[5m])) / sum(rate(all[5m]))"
@@ -118,19 +118,6 @@ def test_budget_gate(
         assert "> 0.12 budget" in drift.reason
 
 
-def test_budget_drifts_skip_dry_run_and_non_budget_metrics() -> None:
-    budget = metric(id="cost", budget="<= 1")
-    dry = metric(id="dry", budget="<= 1", dry_run=True)
-    plain = metric(id="plain", success=">= 1")
-    found = budget_drifts(
-        [budget, dry, plain],
-        {"cost": polls(2), "dry": polls(2), "plain": polls(0)},
-        queries={"cost": "cost_query"},
-    )
-    assert [d.subject for d in found] == ["cost"]
-    assert "query: cost_query" in found[0].reason
-
-
 SLO = Slo.model_validate(
     {
         "id": "api",
@@ -167,26 +154,12 @@ def test_slo_gate_is_quiet_when_nothing_burns() -> None:
     assert slo_gate([evaluate_burn(SLO, W)]) is None
 
 
-def test_exhausted_error_budget_refuses_a_start() -> None:
-    with pytest.raises(GateClosed) as refused:
-        require_error_budget([ErrorBudget(SLO, 0.002)], release="1.0", override=None)
-    assert "cannot start 1.0: the error budget is exhausted" in refused.value.message
-    assert "api has used 200% of its 30d error budget" in refused.value.message
-    assert "--force REASON" in refused.value.message
-    with pytest.raises(GateClosed):
-        require_error_budget([ErrorBudget(SLO, 0.002)], release="1.0", override="  ")
-
-
-def test_override_with_a_reason_lets_the_start_through_and_says_what_it_overrode() -> None:
-    overridden = require_error_budget(
-        [ErrorBudget(SLO, 0.002), ErrorBudget(SLO, 0.0001)], release="1.0", override="hotfix"
-    )
-    assert len(overridden) == 1
-    assert "200%" in overridden[0]
-
-
-def test_budget_left_needs_no_override() -> None:
-    assert require_error_budget([ErrorBudget(SLO, 0.0005)], release="1.0", override=None) == []
+def test_only_exhausted_error_budgets_block_a_start() -> None:
+    """The start gate (commands/wave/rules/advance.py) refuses on these, in these words."""
+    spent = exhausted_budgets([ErrorBudget(SLO, 0.002), ErrorBudget(SLO, 0.0005)])
+    assert [budget.ratio for budget in spent] == [0.002]
+    assert "api has used 200% of its 30d error budget" in spent[0].explain()
+    assert exhausted_budgets([ErrorBudget(SLO, 0.0005)]) == []
 
 
 # ---------------------------------------------------------------- health probe

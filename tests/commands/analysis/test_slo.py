@@ -24,7 +24,8 @@ from commands.analysis.slo import (
     windows_for,
 )
 from commands.policy import PrometheusSource as PromConfig
-from commands.policy import Slo, parse_duration
+from commands.policy import Slo
+from commands.values import parse_duration
 from tests.support.prometheus import FakePrometheus, empty, http_error, value
 
 H = timedelta(hours=1)

@@ -21,7 +21,7 @@ from commands.incident.reminders import remind_due
 from commands.incident.review import build_review, post_monthly_review, render_review
 from commands.policy import IncidentClass, Policy
 from commands.router import dispatch
-from storage.models import Incident, OutboxPost, TimelineEntry
+from storage.models import Incident, IncidentStatus, OutboxPost, TimelineEntry
 from storage.schema import metadata
 from tests.conftest import COMMANDER, DEVELOPER, INCIDENTS, run
 from tests.support.clock import FakeClock
@@ -177,7 +177,7 @@ def seed(
             last_update_at=declared,
             mitigated_at=declared + timedelta(minutes=mitigate) if mitigate is not None else None,
             resolved_at=declared + timedelta(minutes=resolve) if resolve is not None else None,
-            status="resolved" if resolve is not None else "declared",
+            status=IncidentStatus.resolved if resolve is not None else IncidentStatus.declared,
         )
     )
     ctx.session.commit()
