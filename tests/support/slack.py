@@ -42,6 +42,8 @@ class FakeSlack:
     _channels: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     channel_names: dict[str, str] = field(default_factory=dict)
+    # Set by tests.support.socket_mode when a Socket Mode server is attached.
+    socket_url: str = ""
 
     # ------------------------------------------------------------ test API
 
@@ -118,6 +120,8 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.get("token")
         self.calls.append(Call(method, args, token))
+        if method == "apps.connections.open" and self.socket_url and str(token)[:5] == "xapp-":
+            return web.json_response({"ok": True, "url": self.socket_url})
         if token != BOT_TOKEN:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         pending = self.failures.get(method)
