@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from tests.fakes.slack import FakeSlack
+from tests.support.slack import FakeSlack
 
 APP_TOKEN = "xapp-1-A0WAVE-1-test"
 APP_ID = "A0WAVE"

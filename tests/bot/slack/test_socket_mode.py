@@ -19,9 +19,9 @@ from sqlmodel import Session
 
 from storage.db import make_engine
 from storage.incidents import timeline_refs
-from tests.fakes.incidents import FakeSlackWithHistory, declare_form_submission
-from tests.fakes.signing import block_action, signed_headers, slash_body
-from tests.fakes.slack import BOT_TOKEN
+from tests.support.incidents import FakeSlackWithHistory, declare_form_submission
+from tests.support.signing import block_action, signed_headers, slash_body
+from tests.support.slack import BOT_TOKEN
 from tests.support.socket_mode import APP_TOKEN, SocketModeServer
 
 ROOT = Path(__file__).resolve().parents[3]
