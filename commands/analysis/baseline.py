@@ -111,7 +111,8 @@ class BaselineResult:
         if self.change == 0:
             return "has the same median as"
         word = "higher" if self.change > 0 else "lower"
-        return f"is {_percent(abs(self.change))} % {word} than"
+        size = "under 1" if abs(self.change) < 0.01 else _percent(abs(self.change))
+        return f"is {size} % {word} than"
 
 
 def compare_to_baseline(
@@ -191,11 +192,14 @@ def compare_to_baseline(
         return replace(passed, verdict="failed", classification="High", reason="regression")
     if significant and went_down and direction != "increase":
         return replace(passed, verdict="failed", classification="Low", reason="regression")
-    if not significant:
-        return replace(passed, reason="not significant")
-    return replace(
-        passed, reason="direction allowed" if went_up or went_down else "within tolerance"
+    # A move the harmless way is named as such, whatever its size: "not significant" would be
+    # a strange thing to say of a 30 % rise whose one-sided p for a fall is 1.00.
+    harmless = (direction == "increase" and canary_median < baseline_median) or (
+        direction == "decrease" and canary_median > baseline_median
     )
+    if harmless:
+        return replace(passed, reason="direction allowed")
+    return replace(passed, reason="within tolerance" if significant else "not significant")
 
 
 @dataclass(frozen=True)

@@ -79,15 +79,26 @@ def test_shifted_distributions_are_judged_by_direction(
         assert (result.change > 0) == (classification == "High")
 
 
-def test_shift_up_is_significant_but_allowed_when_only_decrease_is_bad() -> None:
-    result = judge(UP_30, BASE, "decrease")
+@pytest.mark.parametrize(
+    ("canary", "direction", "moved"),
+    [
+        pytest.param(UP_30, "decrease", "higher", id="up-when-decrease-is-bad"),
+        pytest.param(DOWN_30, "increase", "lower", id="down-when-increase-is-bad"),
+    ],
+)
+def test_a_move_the_harmless_way_passes_and_says_which_way_fails(
+    canary: list[float], direction: Direction, moved: str
+) -> None:
+    result = judge(canary, BASE, direction)
 
-    # The one-sided "less" test sees no decrease at all, so p is large: the canary passes.
+    # The one-sided test looks only the bad way, so it sees nothing here.
     assert result.p_value is not None
     assert result.p_value > 0.5
-    assert result.reason == "not significant"
-    assert result.ratio is not None
-    assert result.ratio > 1.25
+    assert result.reason == "direction allowed"
+    assert f" % {moved} than baseline" in result.explain()
+    assert result.explain().endswith(
+        f"; only {'a decrease' if moved == 'higher' else 'an increase'} fails"
+    )
 
 
 def test_a_significant_shift_inside_the_tolerance_passes_and_says_so() -> None:
@@ -298,3 +309,10 @@ def test_the_score_explains_each_failed_metric() -> None:
 def test_score_refuses_thresholds_out_of_order() -> None:
     with pytest.raises(ValueError, match="marginal_score"):
         score_comparisons([PASS], pass_score=70, marginal_score=80)
+
+
+def test_an_unchanged_release_reads_as_unchanged() -> None:
+    text = judge(SAME_RELEASE, BASE, "either").explain()
+
+    assert text.startswith("canary p95 is under 1 % higher than baseline 2026.11.20-1 (p = ")
+    assert text.endswith(", not significant at 98 % confidence")
