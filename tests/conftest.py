@@ -139,7 +139,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 async def prom() -> AsyncIterator[FakePrometheus]:
-    """A fake Prometheus on loopback (tests/fakes/prometheus.py)."""
+    """A fake Prometheus on loopback (tests/support/prometheus.py)."""
     fake = await FakePrometheus().start()
     yield fake
     await fake.stop()
