@@ -39,8 +39,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fakes.signing import SIGNING_SECRET, signed_headers, slash_body
-from tests.fakes.slack import BOT_TOKEN, FakeSlack
+from tests.support.signing import SIGNING_SECRET, signed_headers, slash_body
+from tests.support.slack import BOT_TOKEN, FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_RELEASE = "2026.12.01-ready"
