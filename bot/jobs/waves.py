@@ -132,7 +132,7 @@ def next_poll_at(ctx: Context, rollout: Rollout) -> datetime | None:
     """When the next metric of the rollout's current wave is due; None: it has no metrics.
 
     The same rule as `due_polls` (commands/wave/rules/reactions.py): a metric never polled in
-    this wave is due now; otherwise at its last poll plus `interval`, or plus `error_retry`
+    this wave is due at once; otherwise at its last poll plus `interval`, or plus `error_retry`
     (capped at the interval) after an error.
     """
     assert rollout.id is not None
@@ -144,7 +144,7 @@ def next_poll_at(ctx: Context, rollout: Rollout) -> datetime | None:
     for metric in ctx.policy.wave_metrics(wave):
         taken = rows.get(metric.id)
         if not taken:
-            return ctx.now()
+            return rollout.wave_started_at  # never polled in this wave: due since it began
         last = taken[-1]
         wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
         times.append(last.taken_at + wait)

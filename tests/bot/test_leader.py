@@ -378,8 +378,13 @@ async def test_two_runtimes_on_one_sqlite_file_one_posts_then_the_other_takes_ov
         assert await wait_for(lambda: len(slacks[1].posts()) == 1)
         assert [p["text"] for p in slacks[1].posts()] == ["second"]
         assert [p["text"] for p in slacks[0].posts()] == ["first"]
-        with Session(setup) as session:
-            assert pending_posts(session=session) == []
+
+        def all_settled() -> bool:
+            with Session(setup) as session:
+                return pending_posts(session=session) == []
+
+        # Slack sees the post a moment before the worker records it as sent.
+        assert await wait_for(all_settled)
     finally:
         await a.stop()
         await b.stop()
