@@ -1,5 +1,5 @@
 """The poll loop keeps the policy's own clock: a 1 s metric is read every second, errors are
-retried at `error_retry`, so an outage is called blind after ~consecutive_error_limit ×
+retried at `error_retry`, so an outage is called blind after ~consecutive_error_limit x
 error_retry. Driven by hand on a fake clock: each step says how long to sleep, we advance."""
 
 from __future__ import annotations
