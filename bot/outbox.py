@@ -272,14 +272,11 @@ class OutboxDelivery:
         fence = self._fence()
         claim: dict[str, Any] = {"holder": fence.holder, "epoch": fence.epoch}
         with session_scope(self.engine) as session:
+            # For a post that goes back to the queue: when, and whether the try counts.
+            retry: tuple[datetime, bool] | None = None
             if outcome is None:
-                until = max(
-                    (u for m, u in self.holds.items() if m in (post.method, EVERY_METHOD)),
-                    default=now,
-                )
-                settle_failed(
-                    post.id, error=None, retry_at=until, counts=False, session=session, **claim
-                )
+                holds = [u for m, u in self.holds.items() if m in (post.method, EVERY_METHOD)]
+                retry = (max(holds, default=now), False)
             elif outcome.ok:
                 if settle_sent(post.id, at=now, session=session, **claim) and post.message_key:
                     assert outcome.channel is not None
@@ -292,31 +289,13 @@ class OutboxDelivery:
                 self._hold(post.method, until)
                 hold_method(post.method, seconds=outcome.retry_after, session=session)
                 log.warning(
-                    "slack %s rate limited: holding it %.0fs (post %s waits)",
-                    post.method,
-                    outcome.retry_after,
-                    post.id,
+                    "slack %s rate limited: holding it %.0fs", post.method, outcome.retry_after
                 )
-                settle_failed(
-                    post.id,
-                    error=outcome.error,
-                    retry_at=until,
-                    counts=False,
-                    session=session,
-                    **claim,
-                )
+                retry = (until, False)  # Slack's pace, not the post's fault
             elif outcome.hold_all:
-                until = now + AUTH_HOLD
-                self._hold(EVERY_METHOD, until)
+                self._hold(EVERY_METHOD, now + AUTH_HOLD)
                 log.error("slack refuses the bot token (%s): every post waits", outcome.error)
-                settle_failed(
-                    post.id,
-                    error=outcome.error,
-                    retry_at=until,
-                    counts=False,
-                    session=session,
-                    **claim,
-                )
+                retry = (now + AUTH_HOLD, False)
             elif outcome.dead:
                 assert outcome.error is not None
                 if settle_dead(post.id, error=outcome.error, at=now, session=session, **claim):
@@ -330,16 +309,17 @@ class OutboxDelivery:
                         outcome.error,
                     )
             else:
-                assert outcome.error is not None
-                retry_at = now + backoff(post.attempts)
+                retry = (now + backoff(post.attempts), True)
                 log.warning(
-                    "slack post %s failed (%s); retry at %s", post.id, outcome.error, retry_at
+                    "slack post %s failed (%s); retry at %s", post.id, outcome.error, retry[0]
                 )
+            if retry is not None:
+                error = None if outcome is None else outcome.error
                 settle_failed(
                     post.id,
-                    error=outcome.error,
-                    retry_at=retry_at,
-                    counts=True,
+                    error=error,
+                    retry_at=retry[0],
+                    counts=retry[1],
                     session=session,
                     **claim,
                 )
