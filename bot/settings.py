@@ -20,6 +20,7 @@ ENV_NAMES = {
     "database_url": "DATABASE_URL",
     "wavegate_policy": "WAVEGATE_POLICY",
     "wavegate_api_token": "WAVEGATE_API_TOKEN",
+    "wavegate_replica_id": "WAVEGATE_REPLICA_ID",
     "port": "PORT",
     "log_level": "LOG_LEVEL",
     "log_format": "LOG_FORMAT",
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///wavegate.db"
     wavegate_policy: str | None = None
     wavegate_api_token: str | None = None
+    # The name this replica campaigns for leadership under (bot/leader.py); hostname:PORT when
+    # unset. Stable across restarts, so a restarted replica that led leads again at once.
+    wavegate_replica_id: str | None = Field(default=None, max_length=200)
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "console"
@@ -46,6 +50,7 @@ class Settings(BaseSettings):
         "slack_app_token",
         "wavegate_policy",
         "wavegate_api_token",
+        "wavegate_replica_id",
         mode="before",
     )
     @classmethod

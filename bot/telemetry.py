@@ -49,6 +49,12 @@ SLACK_ERRORS = Counter(
     ["method", "error"],
     registry=REGISTRY,
 )
+OUTBOX_DEAD = Counter(
+    "wavegate_outbox_dead",
+    "Slack posts parked as dead (refused for good, or out of tries), by method and error.",
+    ["method", "error"],
+    registry=REGISTRY,
+)
 
 
 def observe_command(name: str, outcome: str) -> None:
@@ -65,6 +71,10 @@ def observe_poll(source: str, phase: str) -> None:
 
 def observe_slack_error(method: str, error: str) -> None:
     SLACK_ERRORS.labels(method=method, error=error).inc()
+
+
+def observe_outbox_dead(method: str, error: str) -> None:
+    OUTBOX_DEAD.labels(method=method, error=error).inc()
 
 
 def observe_reply(routed: Routed, reply: Reply) -> None:

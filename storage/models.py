@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from enum import StrEnum
 
@@ -70,7 +71,11 @@ class OutboxPost(SQLModel, table=True):
     """A Slack post waiting to be delivered; a crash or a 429 leaves it here to be sent later.
 
     `message_key` names a message that is updated in place (chat.update once it exists);
-    `thread_key` names the message whose thread this post goes into.
+    `thread_key` names the message whose thread this post goes into. A post is *claimed* by the
+    leader (holder and lease epoch) in a short transaction before it is sent, then marked sent;
+    a claim left by a dead or fenced leader is taken again and re-sent with the same
+    `client_msg_id`, so a de-duplicating Slack drops the copy. A post Slack refuses for good is
+    parked with `dead_at` and never blocks the posts behind it.
     """
 
     __tablename__ = "outbox_post"
@@ -86,6 +91,11 @@ class OutboxPost(SQLModel, table=True):
     attempts: int = 0
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime, index=True)
     last_error: str | None = Field(default=None, max_length=2000)
+    client_msg_id: str = Field(default_factory=lambda: str(uuid.uuid4()), max_length=40)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claim_epoch: int | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    dead_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class SlackMessage(SQLModel, table=True):
@@ -96,6 +106,16 @@ class SlackMessage(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=120)
     channel: str = Field(max_length=80)
     ts: str = Field(max_length=40)
+
+
+class SlackRateLimit(SQLModel, table=True):
+    """A Slack method's Retry-After, kept so a new leader honours what the old one was told."""
+
+    __tablename__ = "slack_rate_limit"
+
+    method: str = Field(primary_key=True, max_length=80)
+    # Unix seconds on the database's clock (storage/lease.py `db_seconds`).
+    until: float
 
 
 # ---------------------------------------------------------------- rollouts (waves issue)
@@ -226,8 +246,14 @@ class IncidentRollout(SQLModel, table=True):
 
 
 class Lease(SQLModel, table=True):
-    """The scheduler leader's lease: one holder at a time, taken over when it expires."""
+    """The scheduler leader's lease: one holder at a time, taken over when it expires.
+
+    `expires_at` is unix seconds on the DATABASE's clock, written and compared in SQL, so no
+    replica's clock matters. `epoch` is the fencing token: it grows each time the lease changes
+    hands (or a restarted holder takes it back), and leader-only writes check it.
+    """
 
     name: str = Field(primary_key=True, max_length=64)
     holder: str = Field(max_length=200)
-    expires_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: float
+    epoch: int = 1

@@ -1,15 +1,24 @@
 """The Slack outbox: posts are written in the same transaction as the change they announce,
-then delivered by the bot; a crash or a 429 leaves them here to be retried."""
+then claimed, sent and settled by the leader; a crash or a 429 leaves them here to be retried.
+
+A post's life: queued → claimed (holder + lease epoch, one short transaction) → sent with no
+transaction open → settled (sent; or failed, to retry at a time; or dead, parked for good). The
+settling UPDATEs only match the claim that sent it, so a fenced leader's late answer is ignored.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlmodel import Session, col, select, update
 
-from storage.models import OutboxPost, SlackMessage
+from storage.lease import db_seconds
+from storage.models import OutboxPost, SlackMessage, SlackRateLimit
 
 
 def enqueue_post(
@@ -22,24 +31,35 @@ def enqueue_post(
     message_key: str | None = None,
     thread_key: str | None = None,
 ) -> OutboxPost:
-    """Queue a post. A keyed message that still has an unsent version takes the new content
-    instead of queueing another: a burst of updates costs Slack one call, not one per change."""
+    """Queue a post. A keyed message that still has an unsent, unclaimed version takes the new
+    content instead of queueing another: a burst of updates costs Slack one call, not one per
+    change. A version already claimed (on its way to Slack) is left alone — overwriting it would
+    mark the new content sent when only the old one went — and the new one queues behind it."""
+    encoded = json.dumps(blocks) if blocks else None
     if message_key is not None:
         waiting = session.exec(
-            select(OutboxPost).where(
-                OutboxPost.message_key == message_key, col(OutboxPost.sent_at).is_(None)
+            select(OutboxPost.id).where(
+                OutboxPost.message_key == message_key,
+                col(OutboxPost.sent_at).is_(None),
+                col(OutboxPost.dead_at).is_(None),
+                col(OutboxPost.claimed_by).is_(None),
             )
         ).first()
         if waiting is not None:
-            waiting.text = text
-            waiting.blocks = json.dumps(blocks) if blocks else None
-            session.add(waiting)
-            session.flush()
-            return waiting
+            # Conditional, so a claim committed since the SELECT wins and we queue anew.
+            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(OutboxPost)
+                .where(col(OutboxPost.id) == waiting, col(OutboxPost.claimed_by).is_(None))
+                .values(text=text, blocks=encoded)
+            )
+            if result.rowcount == 1:
+                post = session.get(OutboxPost, waiting, populate_existing=True)
+                assert post is not None
+                return post
     post = OutboxPost(
         channel=channel,
         text=text,
-        blocks=json.dumps(blocks) if blocks else None,
+        blocks=encoded,
         message_key=message_key,
         thread_key=thread_key,
         created_at=at,
@@ -50,32 +70,108 @@ def enqueue_post(
     return post
 
 
-def due_posts(*, now: datetime, session: Session, limit: int = 50) -> list[OutboxPost]:
+def pending_posts(*, session: Session, limit: int | None = None) -> list[OutboxPost]:
+    """Every post neither sent nor dead, oldest first (the order they must go out in)."""
     query = (
         select(OutboxPost)
-        .where(col(OutboxPost.sent_at).is_(None), OutboxPost.next_attempt_at <= now)
+        .where(col(OutboxPost.sent_at).is_(None), col(OutboxPost.dead_at).is_(None))
         .order_by(col(OutboxPost.id))
-        .limit(limit)
     )
+    if limit is not None:
+        query = query.limit(limit)
     return list(session.exec(query))
 
 
-def pending_posts(*, session: Session) -> list[OutboxPost]:
-    query = select(OutboxPost).where(col(OutboxPost.sent_at).is_(None)).order_by(col(OutboxPost.id))
-    return list(session.exec(query))
+def dead_posts(*, session: Session) -> list[OutboxPost]:
+    query = select(OutboxPost).where(col(OutboxPost.dead_at).is_not(None))
+    return list(session.exec(query.order_by(col(OutboxPost.id))))
+
+
+def claim_posts(
+    ids: Sequence[int], *, holder: str, epoch: int, at: datetime, session: Session
+) -> int:
+    """Claim unsent posts for one sender; a claim left by anyone earlier is taken over (only the
+    leader claims, one batch at a time, so an old claim belongs to a dead or fenced worker)."""
+    if not ids:
+        return 0
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(OutboxPost)
+        .where(
+            col(OutboxPost.id).in_(list(ids)),
+            col(OutboxPost.sent_at).is_(None),
+            col(OutboxPost.dead_at).is_(None),
+        )
+        .values(claimed_by=holder, claim_epoch=epoch, claimed_at=at)
+    )
+    return int(result.rowcount)
+
+
+def _settle(post_id: int, *, holder: str, epoch: int, session: Session, **values: Any) -> bool:
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(OutboxPost)
+        .where(
+            col(OutboxPost.id) == post_id,
+            col(OutboxPost.claimed_by) == holder,
+            col(OutboxPost.claim_epoch) == epoch,
+            col(OutboxPost.sent_at).is_(None),
+        )
+        .values(claimed_by=None, claim_epoch=None, claimed_at=None, **values)
+    )
+    return result.rowcount == 1
+
+
+def settle_sent(post_id: int, *, holder: str, epoch: int, at: datetime, session: Session) -> bool:
+    return _settle(
+        post_id,
+        holder=holder,
+        epoch=epoch,
+        session=session,
+        sent_at=at,
+        attempts=col(OutboxPost.attempts) + 1,
+        last_error=None,
+    )
+
+
+def settle_failed(
+    post_id: int,
+    *,
+    holder: str,
+    epoch: int,
+    error: str | None,
+    retry_at: datetime,
+    counts: bool,
+    session: Session,
+) -> bool:
+    """Back to the queue until `retry_at`. `counts`: whether this was a real try (a 429 or a
+    send held back by a rate-limit gate is not the post's fault and does not count)."""
+    values: dict[str, Any] = {"next_attempt_at": retry_at}
+    if error is not None:
+        values["last_error"] = error[:2000]
+    if counts:
+        values["attempts"] = col(OutboxPost.attempts) + 1
+    return _settle(post_id, holder=holder, epoch=epoch, session=session, **values)
+
+
+def settle_dead(
+    post_id: int, *, holder: str, epoch: int, error: str, at: datetime, session: Session
+) -> bool:
+    """Park a post Slack refuses for good: never sent again, never blocks the posts behind it."""
+    return _settle(
+        post_id,
+        holder=holder,
+        epoch=epoch,
+        session=session,
+        dead_at=at,
+        last_error=error[:2000],
+        attempts=col(OutboxPost.attempts) + 1,
+    )
 
 
 def mark_sent(post: OutboxPost, *, at: datetime, session: Session) -> None:
+    """Mark a post delivered by something other than the leader's worker (the console)."""
     post.sent_at = at
     post.attempts += 1
     post.last_error = None
-    session.add(post)
-
-
-def mark_failed(post: OutboxPost, *, error: str, retry_at: datetime, session: Session) -> None:
-    post.attempts += 1
-    post.last_error = error[:2000]
-    post.next_attempt_at = retry_at
     session.add(post)
 
 
@@ -105,3 +201,29 @@ def remember_message(key: str, *, channel: str, ts: str, session: Session) -> No
     else:
         existing.channel, existing.ts = channel, ts
         session.add(existing)
+
+
+# ---------------------------------------------------------------- Retry-After, per method
+
+
+def hold_method(method: str, *, seconds: float, session: Session) -> None:
+    """Remember Slack's Retry-After for `method` on the database's clock, so a new leader
+    honours what the old one was told. Extends, never shortens, a hold."""
+    until = db_seconds() + seconds
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(SlackRateLimit)
+        .where(col(SlackRateLimit.method) == method)
+        .values(
+            until=sa.case((col(SlackRateLimit.until) < until, until), else_=SlackRateLimit.until)
+        )
+    )
+    if result.rowcount == 0:
+        # Only the fenced leader writes holds, so no other insert can race this one.
+        session.execute(sa.insert(SlackRateLimit).values(method=method, until=until))
+
+
+def method_holds(*, session: Session) -> dict[str, float]:
+    """Methods Slack asked us to leave alone, and for how many more seconds."""
+    remaining = col(SlackRateLimit.until) - db_seconds()
+    query = sa.select(col(SlackRateLimit.method), remaining).where(remaining > 0)
+    return {str(method): float(left) for method, left in session.execute(query).all()}

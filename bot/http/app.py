@@ -13,7 +13,7 @@ from bot.http import checklist, health, incidents, rollouts, slack_events
 from bot.http.api import api_middleware
 from bot.http.keys import BOLT, DELIVERY, LISTENERS, RUNTIME, SCHEDULER
 from bot.jobs.scheduler import build_scheduler
-from bot.leader import Leadership, campaign
+from bot.leader import Leadership, campaign, replica_id
 from bot.outbox import OutboxDelivery
 from bot.runtime import Runtime
 from bot.slack.app import build_bolt_app
@@ -52,10 +52,15 @@ async def _close_sources(app: web.Application) -> None:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     scheduler = app[SCHEDULER]
+    settings = runtime.settings
     if runtime.leadership is None:
         runtime.leadership = Leadership(
-            runtime.engine, runtime.clock, on_elected=runtime.outbox_ready.set
+            runtime.engine,
+            holder=replica_id(settings.wavegate_replica_id, port=settings.port),
+            on_elected=runtime.outbox_ready.set,
         )
+    # Outbox claims and marks carry the lease's epoch (bot/outbox.py).
+    app[DELIVERY].leadership = runtime.leadership
     async with campaign(runtime.leadership):
         scheduler.start()
         worker = asyncio.create_task(app[DELIVERY].run(runtime.outbox_ready, leading=runtime.leads))

@@ -18,8 +18,9 @@ def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     for job in jobs(runtime):
         scheduler.add_job(
-            # With several replicas only the leader runs jobs (bot/leader.py).
-            leader_only(job.run),
+            # With several replicas only the leader runs jobs (bot/leader.py); a loop asks at
+            # every turn instead, since this process may become the leader later.
+            job.run if job.loop else leader_only(job.run),
             trigger=job.trigger,
             args=[runtime],
             id=job.id,

@@ -1,10 +1,12 @@
-"""One leader among replicas: the lease on SQLite and PostgreSQL, the Leadership that renews it,
-and the scheduler and outbox doing their work only where it leads."""
+"""One leader among replicas: the lease on the database's clock (SQLite and PostgreSQL), its
+epoch as a fencing token, the Leadership that renews it, and the scheduler and outbox doing
+their work only where it leads."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,87 +15,126 @@ import pytest
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.jobs.job import leader_only
 from bot.jobs.scheduler import build_scheduler
-from bot.leader import Leadership
+from bot.leader import Leadership, fenced
 from bot.outbox import OutboxDelivery
 from bot.runtime import Runtime
 from bot.settings import Settings
 from commands.core import system_clock
 from commands.policy import Policy
 from storage.db import make_engine
-from storage.lease import acquire_lease, lease_holder, release_lease
+from storage.lease import (
+    Fence,
+    Fenced,
+    acquire_lease,
+    check_fence,
+    lease_epoch,
+    lease_holder,
+    release_lease,
+)
+from storage.models import Release, ReleaseState
 from storage.outbox import enqueue_post, pending_posts
 from tests.conftest import create_schema, service_settings
 from tests.support.clock import FakeClock
 from tests.support.slack import BOT_TOKEN, FakeSlack
 
 TTL = timedelta(seconds=30)
-T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+SHORT = timedelta(seconds=0.4)
 
 
-def take(engine: Engine, holder: str, now: datetime, ttl: timedelta = TTL) -> bool:
+def take(
+    engine: Engine, holder: str, ttl: timedelta = TTL, *, known: int | None = None
+) -> int | None:
+    """The epoch `holder` leads at after one try, or None."""
     with Session(engine) as session:
-        return acquire_lease("scheduler", holder=holder, ttl=ttl, now=now, session=session)
+        claim = acquire_lease(
+            "scheduler", holder=holder, ttl=ttl, known_epoch=known, session=session
+        )
+        return claim.epoch
 
 
-def holder(engine: Engine, now: datetime) -> str | None:
+def holder(engine: Engine) -> str | None:
     with Session(engine) as session:
-        return lease_holder("scheduler", now=now, session=session)
+        return lease_holder("scheduler", session=session)
+
+
+class Monotonic:
+    """A settable monotonic clock for a Leadership's own judgement of its lease."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 # ---------------------------------------------------------------- the lease
 
 
 def test_first_taker_holds_the_lease_and_others_are_refused(any_engine: Engine) -> None:
-    assert take(any_engine, "a", T0)
-    assert not take(any_engine, "b", T0 + timedelta(seconds=1))
-    assert holder(any_engine, T0 + timedelta(seconds=1)) == "a"
+    assert take(any_engine, "a") == 1
+    assert take(any_engine, "b") is None
+    assert holder(any_engine) == "a"
 
 
-def test_holder_renews_and_pushes_expiry_out(any_engine: Engine) -> None:
-    assert take(any_engine, "a", T0)
-    assert take(any_engine, "a", T0 + timedelta(seconds=20))
-    # Past the first expiry, but within the renewed one: still a's.
-    assert not take(any_engine, "b", T0 + timedelta(seconds=40))
-    assert holder(any_engine, T0 + timedelta(seconds=40)) == "a"
+def test_holder_renews_at_the_same_epoch(any_engine: Engine) -> None:
+    assert take(any_engine, "a") == 1
+    assert take(any_engine, "a", known=1) == 1
+    assert take(any_engine, "b") is None
+    assert holder(any_engine) == "a"
 
 
-def test_expired_lease_is_taken_over(any_engine: Engine) -> None:
-    assert take(any_engine, "a", T0)
-    later = T0 + TTL + timedelta(seconds=1)
-    assert holder(any_engine, later) is None
-    assert take(any_engine, "b", later)
-    assert holder(any_engine, later) == "b"
-    # The old holder coming back finds it taken.
-    assert not take(any_engine, "a", later + timedelta(seconds=1))
+def test_expired_lease_is_taken_over_with_a_new_epoch(any_engine: Engine) -> None:
+    assert take(any_engine, "a", SHORT) == 1
+    assert take(any_engine, "b", SHORT) is None
+    time.sleep(SHORT.total_seconds() + 0.2)  # expiry is the database's, so real time passes
+    assert holder(any_engine) is None
+    assert take(any_engine, "b") == 2
+    assert holder(any_engine) == "b"
+    # The old holder coming back with the epoch it knew finds it taken.
+    assert take(any_engine, "a", known=1) is None
+
+
+def test_a_restarted_holder_takes_its_lease_back_at_once_with_a_new_epoch(
+    any_engine: Engine,
+) -> None:
+    assert take(any_engine, "host:3000") == 1
+    # The same replica name, a fresh process (it knows no epoch): no wait for expiry, and
+    # whatever the old process still does is fenced off by the new epoch.
+    assert take(any_engine, "host:3000") == 2
+    with Session(any_engine) as session:
+        with pytest.raises(Fenced):
+            check_fence(Fence("scheduler", "host:3000", 1), session=session)
+        check_fence(Fence("scheduler", "host:3000", 2), session=session)
 
 
 def test_release_hands_over_at_once_and_only_by_the_holder(any_engine: Engine) -> None:
-    assert take(any_engine, "a", T0)
+    assert take(any_engine, "a") == 1
     with Session(any_engine) as session:
-        assert not release_lease("scheduler", holder="b", now=T0, session=session)
-        assert release_lease("scheduler", holder="a", now=T0, session=session)
-    assert take(any_engine, "b", T0 + timedelta(milliseconds=1))
+        assert not release_lease("scheduler", holder="b", epoch=1, session=session)
+        assert release_lease("scheduler", holder="a", epoch=1, session=session)
+    assert take(any_engine, "b") == 2
 
 
 def test_racing_replicas_elect_exactly_one(any_engine: Engine) -> None:
     """Eight threads (eight connections) try at once, on an empty table and then on an expired
     row: each time exactly one wins."""
-    for round_start in (T0, T0 + TTL * 2):
-        assert race(any_engine, round_start, contenders=8) == 1
-    assert holder(any_engine, T0 + TTL * 2) is not None
+    assert race(any_engine, contenders=8, ttl=SHORT) == 1
+    time.sleep(SHORT.total_seconds() + 0.2)
+    assert race(any_engine, contenders=8, ttl=TTL) == 1
+    assert holder(any_engine) is not None
 
 
-def race(engine: Engine, now: datetime, *, contenders: int) -> int:
+def race(engine: Engine, *, contenders: int, ttl: timedelta) -> int:
     barrier = threading.Barrier(contenders)
     wins: list[str] = []
 
     def contend(name: str) -> None:
         barrier.wait()
-        if take(engine, name, now):
+        if take(engine, name, ttl) is not None:
             wins.append(name)
 
     threads = [threading.Thread(target=contend, args=(f"r{i}",)) for i in range(contenders)]
@@ -101,41 +142,98 @@ def race(engine: Engine, now: datetime, *, contenders: int) -> int:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert holder(engine, now) in wins
+    assert holder(engine) in wins
     return len(wins)
+
+
+# ---------------------------------------------------------------- fencing
+
+
+def test_a_fenced_write_by_a_stale_epoch_changes_nothing(any_engine: Engine) -> None:
+    assert take(any_engine, "a", SHORT) == 1
+    time.sleep(SHORT.total_seconds() + 0.2)
+    assert take(any_engine, "b") == 2  # a froze; b took over
+    stale = Fence("scheduler", "a", 1)
+    with fenced(stale), Session(any_engine) as session:
+        session.add(Release(version="9.9", created_by="U0RM1", created_at=datetime.now(UTC)))
+        with pytest.raises(Fenced):
+            session.commit()
+    with Session(any_engine) as session:
+        assert session.exec(select(Release)).all() == []
+    # The current leader's write goes through, and a read-only block needs no check.
+    with fenced(Fence("scheduler", "b", 2)), Session(any_engine) as session:
+        session.add(Release(version="9.9", created_by="U0RM1", created_at=datetime.now(UTC)))
+        session.commit()
+    with fenced(stale), Session(any_engine) as session:
+        assert session.exec(select(Release)).one().state == ReleaseState.candidate
+        session.commit()
+    with Session(any_engine) as session:
+        assert lease_epoch("scheduler", session=session) == 2
 
 
 # ---------------------------------------------------------------- Leadership
 
 
-async def test_leadership_follows_the_lease_with_an_injected_clock(engine: Engine) -> None:
-    clock = FakeClock()
+async def test_leadership_follows_the_lease_on_the_database_clock(engine: Engine) -> None:
+    mono = Monotonic()
     elected: list[str] = []
-    a = Leadership(engine, clock, holder="a", ttl=TTL, on_elected=lambda: elected.append("a"))
-    b = Leadership(engine, clock, holder="b", ttl=TTL, on_elected=lambda: elected.append("b"))
+    ttl, every = timedelta(seconds=0.6), timedelta(seconds=0.4)
+    a = Leadership(
+        engine,
+        holder="a",
+        ttl=ttl,
+        renew_every=every,
+        monotonic=mono,
+        on_elected=lambda: elected.append("a"),
+    )
+    b = Leadership(
+        engine, holder="b", ttl=ttl, renew_every=every, on_elected=lambda: elected.append("b")
+    )
     assert await a.renew()
     assert not await b.renew()
     assert (a.leading, b.leading) == (True, False)
     assert a.current_holder() == "a"
-    # a stops renewing (it died). Before the lease can expire a already counts itself out...
-    clock.advance(TTL - a.renew_every + timedelta(seconds=1))
+    # a stops renewing (it froze). On its own clock it counts itself out a margin before the
+    # database's expiry...
+    mono.now += ttl.total_seconds() - a.margin
     assert not a.leading
-    assert not await b.renew()  # ...while the lease itself has not yet expired.
-    clock.advance(a.renew_every)
+    # ...and once the database says the lease ran out, b takes it at a new epoch.
+    await asyncio.sleep(ttl.total_seconds() + 0.1)
     assert await b.renew()
     assert b.leading
+    assert b.epoch == 2
     assert not await a.renew()
     assert elected == ["a", "b"]
 
 
+async def test_a_skewed_process_clock_neither_steals_nor_keeps_the_lease(engine: Engine) -> None:
+    """The old lease compared each replica's clock: +1 h stole a live lease, and a lease written
+    by a +1 h clock outlived its holder by an hour. Now only the database's clock counts."""
+    ttl, every = timedelta(seconds=0.6), timedelta(seconds=0.4)
+    honest = Leadership(engine, holder="honest", ttl=ttl, renew_every=every)
+    # The only clock a Leadership reads is its own monotonic one (how long a renewal it saw
+    # stays good); skew that one by an hour too.
+    ahead = Leadership(
+        engine,
+        holder="ahead",
+        ttl=ttl,
+        renew_every=every,
+        monotonic=lambda: time.monotonic() + 3600,
+    )
+    assert await honest.renew()
+    assert not await ahead.renew()  # an hour ahead, yet the live lease is not stolen
+    await honest.resign()
+    assert await ahead.renew()  # the skewed replica leads...
+    await asyncio.sleep(ttl.total_seconds() + 0.1)  # ...and dies
+    assert await honest.renew()  # its lease did not outlive it by an hour
+
+
 async def test_resign_lets_the_other_take_over_without_waiting(engine: Engine) -> None:
-    clock = FakeClock()
-    a = Leadership(engine, clock, holder="a", ttl=TTL)
-    b = Leadership(engine, clock, holder="b", ttl=TTL)
+    a = Leadership(engine, holder="a", ttl=TTL)
+    b = Leadership(engine, holder="b", ttl=TTL)
     await a.renew()
     await a.resign()
     assert not a.leading
-    clock.advance(seconds=0.001)
     assert await b.renew()
 
 
@@ -149,17 +247,18 @@ async def test_jobs_run_only_where_this_process_leads(engine: Engine, policy: Po
     guarded = leader_only(job)
     await guarded(runtime)  # no Leadership: a lone process leads
     assert runtime.leads()
-    clock = FakeClock()
-    rival = Leadership(engine, clock, holder="rival", ttl=TTL)
+    rival = Leadership(engine, holder="rival", ttl=TTL)
     await rival.renew()
-    runtime.leadership = Leadership(engine, clock, holder="me", ttl=TTL)
+    runtime.leadership = Leadership(engine, holder="me", ttl=TTL)
     await runtime.leadership.renew()
     await guarded(runtime)
     assert ran == ["ran"]
-    # Every job the scheduler registers is guarded the same way.
+    # Every job the scheduler registers is guarded the same way, but the poll loop, which
+    # asks at every turn (tests/bot/jobs/test_poll_loop.py).
     scheduler = build_scheduler(runtime)
     for scheduled in scheduler.get_jobs():
-        assert scheduled.func.__qualname__.startswith("leader_only")
+        if scheduled.id != "wave-poll":
+            assert scheduled.func.__qualname__.startswith("leader_only")
 
 
 async def test_the_outbox_is_delivered_only_while_leading(engine: Engine, policy: Policy) -> None:
@@ -205,7 +304,6 @@ class Replica:
         # Short real times: the other replica takes over within a second of a death.
         self.runtime.leadership = Leadership(
             self.engine,
-            system_clock,
             holder=name,
             ttl=timedelta(seconds=0.9),
             renew_every=timedelta(seconds=0.1),
@@ -281,12 +379,12 @@ async def test_two_runtimes_on_one_sqlite_file_one_posts_then_the_other_takes_ov
         assert [p["text"] for p in slacks[1].posts()] == ["second"]
         assert [p["text"] for p in slacks[0].posts()] == ["first"]
 
-        def nothing_pending() -> bool:
-            # Slack has the post a moment before the leader's "sent" mark is committed.
+        def all_settled() -> bool:
             with Session(setup) as session:
                 return pending_posts(session=session) == []
 
-        assert await wait_for(nothing_pending)
+        # Slack sees the post a moment before the worker records it as sent.
+        assert await wait_for(all_settled)
     finally:
         await a.stop()
         await b.stop()

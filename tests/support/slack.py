@@ -1,13 +1,21 @@
 """A fake Slack Web API on loopback: real HTTP, recorded calls, failures on demand.
 
 The client under test reaches it through `base_url` (SLACK_API_URL), exactly as it would reach
-slack.com; `response_url` posts land here too.
+slack.com; `response_url` posts land here too. `via_url(name)` gives each replica of a test its
+own base URL into one fake, so calls say who made them. Like a de-duplicating proxy, it answers
+a chat.postMessage whose `client_msg_id` it has seen with the first message, posting nothing.
+`storm(method)` rate-limits a method the way Slack does: every Nth call gets a 429 with
+Retry-After, and the method stays refused until the window passes (a call inside it is a
+`violation`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +29,24 @@ class Call:
     method: str
     args: dict[str, Any]
     token: str | None
+    # time.monotonic() when the call arrived; which base URL it came through; what it got.
+    at: float = 0.0
+    via: str = ""
+    status: int = 200
+    error: str | None = None
+    duplicate: bool = False
+
+
+@dataclass
+class Storm:
+    """Every `every`-th call is refused with 429 + Retry-After; so is every call in the window."""
+
+    every: int
+    retry_after: int
+    seen: int = 0
+    closed_until: float = 0.0
+    limited: int = 0
+    violations: int = 0
 
 
 @dataclass
@@ -44,6 +70,11 @@ class FakeSlack:
     channel_names: dict[str, str] = field(default_factory=dict)
     # Set by tests.support.socket_mode when a Socket Mode server is attached.
     socket_url: str = ""
+    storms: dict[str, Storm] = field(default_factory=dict)
+    # client_msg_id → the answer the first post with it got.
+    posted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Seconds every API call takes (a slow Slack).
+    delay: float = 0.0
 
     # ------------------------------------------------------------ test API
 
@@ -66,6 +97,18 @@ class FakeSlack:
         """Make the next `times` calls of `method` fail (429 + Retry-After for rate limits)."""
         self.failures.setdefault(method, []).append(Failure(error, status, retry_after, times))
 
+    def via_url(self, name: str) -> str:
+        """A base URL into this fake whose calls are recorded with `via=name`."""
+        return f"{self.url}/via/{name}/api/"
+
+    def storm(self, method: str, *, every: int, retry_after: int) -> Storm:
+        self.storms[method] = Storm(every, retry_after)
+        return self.storms[method]
+
+    def accepted(self, method: str = "chat.postMessage") -> list[Call]:
+        """Calls Slack carried out: not refused, not dropped as a duplicate."""
+        return [c for c in self.calls_to(method) if c.error is None and not c.duplicate]
+
     def calls_to(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
 
@@ -85,6 +128,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         # slack_sdk sends some read methods (conversations.history, …) as GET.
         app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/via/{via}/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -119,22 +163,47 @@ class FakeSlack:
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.get("token")
-        self.calls.append(Call(method, args, token))
+        call = Call(method, args, token, at=time.monotonic(), via=request.match_info.get("via", ""))
+        self.calls.append(call)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if method == "apps.connections.open" and self.socket_url and str(token)[:5] == "xapp-":
             return web.json_response({"ok": True, "url": self.socket_url})
         if token != BOT_TOKEN:
+            call.error = "invalid_auth"
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        storm = self.storms.get(method)
+        if storm is not None:
+            if call.at < storm.closed_until:
+                storm.violations += 1
+                return self._refuse(call, "ratelimited", 429, storm.closed_until - call.at)
+            storm.seen += 1
+            if storm.seen % storm.every == 0:
+                storm.limited += 1
+                storm.closed_until = call.at + storm.retry_after
+                return self._refuse(call, "ratelimited", 429, storm.retry_after)
         pending = self.failures.get(method)
         if pending:
             failure = pending[0]
             failure.times -= 1
             if failure.times <= 0:
                 pending.pop(0)
-            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
-            return web.json_response(
-                {"ok": False, "error": failure.error}, status=failure.status, headers=headers
-            )
-        return web.json_response({"ok": True, **self._answer(method, args)})
+            return self._refuse(call, failure.error, failure.status, failure.retry_after)
+        client_msg_id = args.get("client_msg_id")
+        if method == "chat.postMessage" and client_msg_id in self.posted:
+            call.duplicate = True
+            return web.json_response(self.posted[str(client_msg_id)])
+        answer = {"ok": True, **self._answer(method, args)}
+        if method == "chat.postMessage" and client_msg_id:
+            self.posted[str(client_msg_id)] = answer
+        return web.json_response(answer)
+
+    def _refuse(
+        self, call: Call, error: str, status: int, retry_after: float | None
+    ) -> web.Response:
+        call.error, call.status = error, status
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
+        return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
 
     async def _response(self, request: web.Request) -> web.Response:
         self.responses.append((request.match_info["key"], await request.json()))
