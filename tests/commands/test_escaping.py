@@ -21,7 +21,7 @@ from bot.console.text import plain_text
 from commands.core import Context, Reply, Request
 from commands.policy import Policy
 from commands.policy_file import builtin_policy
-from commands.ports import Ports
+from commands.ports import Actuation, ActuatorFailed, Ports
 from commands.router import dispatch
 from storage.db import make_engine
 from storage.models import OutboxPost
@@ -233,3 +233,37 @@ async def test_hostile_text_over_slack_and_the_api_reaches_slack_escaped(
     assert leaks(received) == []
     # What was typed is there, escaped, so people read it as written.
     assert any("&lt;!here&gt;" in text for text in received)
+
+
+class HostileDeploySystem:
+    """A deploy system whose error body is hostile HTML-ish text."""
+
+    async def send(self, actuation: Actuation) -> None:
+        raise ActuatorFailed(f"HTTP 502: {HOSTILE} <html>&nbsp;</html>", attempts=3)
+
+
+async def test_a_deploy_system_error_reaches_slack_escaped() -> None:
+    engine = make_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'actuator.db'}")
+    create_schema(engine)
+    seen: list[str] = []
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            ctx = Context(session=session, policy=POLICY, clock=FakeClock())
+            for line in [
+                "/ready new 1.0.0",
+                *(f"/ready waive 1.0.0 {i.id} ok" for i in POLICY.checklist),
+            ]:
+                command, _, rest = line.partition(" ")
+                await dispatch(Request(command, rest, MANAGER), ctx)
+            await dispatch(Request("/wave", "start 1.0.0", MANAGER), ctx)
+            ctx.ports.actuator = HostileDeploySystem()
+            reply = await dispatch(Request("/wave", "pause 1.0.0 now", MANAGER), ctx)
+            assert reply.error
+            seen += reply_texts(reply)
+            for post in session.exec(select(OutboxPost)).all():
+                seen += [post.text, shown(json.loads(post.blocks or "[]"))]
+    finally:
+        engine.dispose()
+    assert any("HTTP 502" in text and "&lt;!here&gt;" in text for text in seen)
+    assert leaks(seen) == []
+    assert not any("<html>" in text for text in seen)
