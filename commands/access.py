@@ -21,9 +21,17 @@ def require(policy: Policy, action: str, request: Request, *, subject: str) -> N
     """Raise Forbidden (audited) unless the actor holds the permission."""
     if not may(policy, action, request):
         roles = ", ".join(policy.roles_for(action)) or "nobody"
-        raise Forbidden(
-            f"you need the permission {action} (held by: {roles})", action=action, subject=subject
+        message = f"you need the permission {action} (held by: {roles})"
+        unread = sorted(
+            {g for r in policy.roles_for(action) for g in policy.roles.get(r, [])}
+            & request.unread_groups
         )
+        if unread:
+            message += (
+                f"; the members of user group {', '.join(unread)} could not be read from Slack "
+                "just now, so your membership is unknown: try again in a moment"
+            )
+        raise Forbidden(message, action=action, subject=subject)
 
 
 def group_ids(policy: Policy) -> set[str]:

@@ -37,6 +37,9 @@ class Request:
     text: str
     user_id: str
     user_groups: frozenset[str] = frozenset()
+    # Groups whose members could not be read (Slack unreachable): membership through them is
+    # unknown, so a permission resting on them is refused, saying why.
+    unread_groups: frozenset[str] = frozenset()
     channel_id: str | None = None
     # Slack's trigger of this request: a form (modal) can be opened with it for 3 seconds.
     trigger_id: str | None = None

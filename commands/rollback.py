@@ -12,6 +12,7 @@ from commands.core import (
     Request,
     UsageError,
 )
+from commands.text import escape
 from commands.wave import views
 from commands.wave.parse import pick_rollout
 from commands.wave.rules.base import (
@@ -54,7 +55,7 @@ def rollback_confirmation(ctx: Context, request: Request, version: str, reason: 
         session=ctx.session,
     )
     text = (
-        f"Roll back *{release.version}* {where}? Reason: {reason}\n"
+        f"Roll back *{release.version}* {where}? Reason: {escape(reason)}\n"
         "Nothing happens until someone allowed to roll back presses *Confirm rollback*."
     )
     return Reply(text, blocks=views.confirm_rollback_blocks(text, release.version, reason))
@@ -79,7 +80,7 @@ async def confirm_rollback(ctx: Context, request: Request, version: str, reason:
     del rollout
     target = last_known_good(session=ctx.session, excluding=release.id)
     to = f"to {target.version}" if target else "with no last known-good release (target null)"
-    return Reply(f"Rolled back {release.version} {to}. Reason: {reason.strip()}")
+    return Reply(f"Rolled back {release.version} {to}. Reason: {escape(reason.strip())}")
 
 
 @family.command("", USAGE)

@@ -1,4 +1,4 @@
-"""Small text helpers shared by the families: ages, Slack links and mentions."""
+"""Small text helpers shared by the families: ages, Slack links, mentions and mrkdwn escaping."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 
 _SLACK_LINK = re.compile(r"^<([^|>]+)(?:\|[^>]*)?>$")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+# A person or channel mention, escaped: the only markup an error message may carry.
+_ESCAPED_MENTION = re.compile(r"&lt;(@[UW][A-Z0-9]+|#[CG][A-Z0-9]+(?:\|[a-z0-9_-]{1,80})?)&gt;")
 
 
 def ago(then: datetime, now: datetime) -> str:
@@ -28,6 +30,22 @@ def span(delta: timedelta) -> str:
     return f"{days}d {rest}h" if rest else f"{days}d"
 
 
+def escape(text: object) -> str:
+    """Text from outside (a person, CI, Alertmanager, a metric provider, the deploy system) made
+    inert for Slack mrkdwn: `<!here>`, `<!subteam^…>`, `<@U…>` and `<https://…|label>` show as
+    typed instead of pinging or linking (DESIGN §11). Applied once, where a view puts the value
+    into text; our own mentions and links are added around escaped values, never escaped."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_message(text: str) -> str:
+    """An error message (our words around echoed input) made safe: everything escaped, then
+    the person and channel mentions we write put back. A typed `<@U…>` comes back too, which
+    only names someone to the one reading the ephemeral error; `<!here>`, groups and links
+    stay inert."""
+    return _ESCAPED_MENTION.sub(r"<\1>", escape(text))
+
+
 def unwrap_link(word: str) -> str:
     """Slack sends a pasted link as `<https://x|label>`; keep the URL."""
     match = _SLACK_LINK.match(word)
@@ -41,7 +59,7 @@ def mention(user_id: str | None) -> str:
         return f"<@{user_id}>"
     if user_id.startswith("S"):
         return f"<!subteam^{user_id}>"
-    return user_id
+    return escape(user_id)
 
 
 def parse_mention(word: str) -> str | None:

@@ -10,13 +10,15 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from commands.core import CommandError, Context, Reply
+from commands.text import escape_message
 from storage.audit import Outcome, record_event
 
 T = TypeVar("T")
 
 
 def render_error(err: CommandError) -> Reply:
-    text = f"{err.title}: {err.message}"
+    # The message often echoes what was typed (an unknown release, a reason).
+    text = f"{err.title}: {escape_message(err.message)}"
     if err.usage:
         text += f"\nUsage: `{err.usage}`"
     return Reply(text, error=True, outcome=err.outcome)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -15,6 +17,16 @@ from bot.http.keys import RUNTIME
 from commands.core import CommandError, Conflict, Forbidden, GateClosed, NotFound
 
 B = TypeVar("B", bound=BaseModel)
+
+# Bodies wavegate accepts at most (aiohttp's `client_max_size`): an Alertmanager group of 1,000
+# alerts is well under it, and nothing larger is read into memory.
+MAX_BODY_BYTES = 1024 * 1024
+# No body we read nests deeper than a few levels; json.loads would recurse to ~1,000 and fail.
+MAX_JSON_DEPTH = 32
+# A string, to its closing quote or the end of an unterminated one. Possessive, so a scan is
+# linear whatever the body.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?')
+_NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 class Body(BaseModel):
@@ -74,11 +86,37 @@ async def api_middleware(
         return error(exc.status, exc.reason or "error")
 
 
-async def read_body(request: web.Request, model: type[B]) -> B | web.Response:
-    raw = await request.read()
+def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text nests deeper than `limit`, found without recursing (and without
+    counting brackets inside strings)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    outside_strings = _JSON_STRING.sub("", text).encode()
+    steps = [_NESTING[byte] for byte in outside_strings if byte in _NESTING]
+    return max(itertools.accumulate(steps), default=0) > limit
+
+
+async def read_raw(request: web.Request) -> bytes | web.Response:
+    """The body's bytes, or 413 when it is larger than MAX_BODY_BYTES."""
     try:
-        data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+
+
+async def read_body(request: web.Request, model: type[B]) -> B | web.Response:
+    raw = await read_raw(request)
+    if isinstance(raw, web.Response):
+        return raw
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return error(400, "the body is not valid JSON")
+    if too_deep(text):
+        return error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(text or "null")
+    except json.JSONDecodeError:
         return error(400, "the body is not valid JSON")
     if not isinstance(data, dict):
         return error(400, "the body must be a JSON object")

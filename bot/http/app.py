@@ -10,7 +10,7 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.http import checklist, health, incidents, rollouts, slack_events
-from bot.http.api import api_middleware
+from bot.http.api import MAX_BODY_BYTES, api_middleware
 from bot.http.keys import BOLT, DELIVERY, LISTENERS, RUNTIME, SCHEDULER
 from bot.jobs.scheduler import build_scheduler
 from bot.leader import Leadership, campaign, replica_id
@@ -31,7 +31,7 @@ def create_app(
     drive them by hand)."""
     client = client or slack_client(runtime.settings)
     wire(runtime, chat=SlackIncidentChat(client))
-    app = web.Application(middlewares=[api_middleware])
+    app = web.Application(middlewares=[api_middleware], client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = runtime
     app[BOLT], app[LISTENERS] = build_bolt_app(runtime, client)
     app[DELIVERY] = OutboxDelivery(runtime.engine, client, runtime.clock)

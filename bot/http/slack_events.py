@@ -2,23 +2,79 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+import json
+from urllib.parse import parse_qsl
 
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.http.api import MAX_JSON_DEPTH, read_raw, too_deep
 from bot.http.keys import BOLT, RUNTIME
 
 routes = web.RouteTableDef()
 
 
+def _refused(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def signed_by_slack(secret: str, raw: bytes, request: web.Request) -> bool:
+    """Slack's HMAC over the bytes as they arrived, within 5 minutes either way (slack_sdk)."""
+    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    signature = request.headers.get("X-Slack-Signature")
+    if not timestamp.isascii() or not timestamp.isdigit():
+        return False
+    try:
+        return SignatureVerifier(secret).is_valid(raw, timestamp, signature)
+    except UnicodeDecodeError:
+        # The verifier signs text: bytes that are not UTF-8 were not signed by Slack.
+        return False
+
+
+def malformed(text: str, content_type: str) -> str | None:
+    """What is wrong with a signed body Bolt would fail on: an event is a JSON object, and so is
+    the `payload` field of an interaction (buttons, forms); None when it is well formed."""
+    if content_type == "application/json":
+        documents = [text]
+    else:
+        documents = [value for key, value in parse_qsl(text) if key == "payload"]
+    for document in documents:
+        if too_deep(document):
+            return f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        try:
+            parsed = json.loads(document)
+        except json.JSONDecodeError:
+            return "the body is not valid JSON"
+        if not isinstance(parsed, dict):
+            return "the body must be a JSON object"
+    return None
+
+
 @routes.post("/slack/events")
 async def slack_events(request: web.Request) -> web.Response:
-    """Bolt checks the signature first (and answers 401 to a bad or stale one)."""
-    if request.app[RUNTIME].settings.slack_signing_secret is None:
+    """The signature is checked on the raw bytes before anything reads them; only a body
+    Slack signed is decoded, parsed and handed to Bolt."""
+    secret = request.app[RUNTIME].settings.slack_signing_secret
+    if secret is None:
         # Socket Mode without a signing secret: nothing over HTTP can be verified (an empty key
         # is one anybody can sign with), so nothing is accepted.
-        return web.json_response(
-            {"error": "Slack requests over HTTP are off: set SLACK_SIGNING_SECRET to accept them"},
-            status=401,
+        return _refused(
+            401, "Slack requests over HTTP are off: set SLACK_SIGNING_SECRET to accept them"
         )
-    bolt_response = await request.app[BOLT].async_dispatch(await to_bolt_request(request))
+    raw = await read_raw(request)
+    if isinstance(raw, web.Response):
+        return raw
+    if not signed_by_slack(secret, raw, request):
+        return _refused(401, "invalid or stale Slack signature")
+    text = raw.decode()  # signed, so UTF-8
+    if (problem := malformed(text, request.content_type)) is not None:
+        return _refused(400, problem)
+    bolt_request = AsyncBoltRequest(
+        body=text,
+        query=request.query_string,
+        headers=request.headers,  # type: ignore[arg-type]
+    )
+    bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
     return await to_aiohttp_response(bolt_response)

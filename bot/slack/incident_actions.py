@@ -15,7 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.requests import Listeners
+from bot.slack.requests import NO_USER, Listeners, action_of, id_of
 from commands.incident import actions
 from commands.incident.views import DECLARE_FORM, RESUME_ACTION, TICK_ACTION
 
@@ -37,7 +37,7 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        user = str((body.get("user") or {}).get("id", ""))
+        user = id_of(body, "user") or ""
 
         async def declare() -> None:
             request = await listeners.request(
@@ -59,18 +59,20 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
 
     async def on_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        action = (body.get("actions") or [{}])[0]
+        action = action_of(body)
+        action_id, value = str(action.get("action_id", "")), action.get("value")
+        user = id_of(body, "user")
 
         async def press() -> None:
+            if user is None:
+                await respond(text=NO_USER, response_type="ephemeral", replace_original=False)
+                return
             request = await listeners.request(
-                user_id=str((body.get("user") or {}).get("id", "")),
-                command="/incident",
-                text="",
-                channel_id=(body.get("channel") or {}).get("id"),
+                user_id=user, command="/incident", text="", channel_id=id_of(body, "channel")
             )
             with runtime.unit() as ctx:
                 reply = await actions.press(
-                    request, ctx, str(action.get("action_id", "")), str(action.get("value", ""))
+                    request, ctx, action_id, value if isinstance(value, str) else ""
                 )
             if reply is not None:
                 await respond(text=reply.text, response_type="ephemeral", replace_original=False)

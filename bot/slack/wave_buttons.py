@@ -12,7 +12,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.render import slack_payload
-from bot.slack.requests import Listeners
+from bot.slack.requests import NO_USER, Listeners, action_of, id_of
 from commands.wave.buttons import ACTIONS, press
 
 
@@ -21,18 +21,20 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
 
     async def on_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        action = (body.get("actions") or [{}])[0]
+        action = action_of(body)
+        action_id, value = str(action.get("action_id", "")), action.get("value")
+        user = id_of(body, "user")
 
         async def run() -> None:
+            if user is None:
+                await respond(text=NO_USER, response_type="ephemeral", replace_original=False)
+                return
             request = await listeners.request(
-                user_id=str((body.get("user") or {}).get("id", "")),
-                command=str(action.get("action_id", "")),
-                text="",
-                channel_id=(body.get("channel") or {}).get("id"),
+                user_id=user, command=action_id, text="", channel_id=id_of(body, "channel")
             )
             with runtime.unit() as ctx:
                 reply = await press(
-                    request, ctx, str(action.get("action_id", "")), str(action.get("value", ""))
+                    request, ctx, action_id, value if isinstance(value, str) else ""
                 )
             await respond(**slack_payload(reply), replace_original=False)
 

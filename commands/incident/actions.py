@@ -65,13 +65,25 @@ async def declare_from_form(ctx: Context, args: DeclareArgs, request: Request) -
     return await perform(request.user_id, ctx, work, action="incident.declare")
 
 
+UNREADABLE = "this button carries no readable value; run the command instead"
+
+
+def _id(data: dict[str, Any], key: str) -> int:
+    """A row id the button names: a positive integer a database column can hold."""
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**31:
+        raise UsageError(UNREADABLE)
+    return value
+
+
 def _value(value: str, *, wants: str) -> dict[str, Any]:
     try:
         data = json.loads(value)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):
         data = None
-    if not isinstance(data, dict) or not isinstance(data.get(wants), int):
-        raise UsageError("this button carries no readable value; run the command instead")
+    if not isinstance(data, dict):
+        raise UsageError(UNREADABLE)
+    _id(data, wants)
     return data
 
 
@@ -82,17 +94,12 @@ async def press(request: Request, ctx: Context, action_id: str, value: str) -> R
     async def work(ctx: Context) -> Reply | None:
         if action_id.startswith(TICK_ACTION):
             data = _value(value, wants="incident")
-            step = data.get("step", 0)
-            if not isinstance(step, int):
-                raise UsageError("this button carries no readable value; run the command instead")
-            tick_step(ctx, int(data["incident"]), step, request=request)
+            tick_step(ctx, _id(data, "incident"), _id(data, "step"), request=request)
             return None
         if action_id.startswith(RESUME_ACTION):
             data = _value(value, wants="rollout")
-            incident_id = data.get("incident", 0)
-            if not isinstance(incident_id, int):
-                raise UsageError("this button carries no readable value; run the command instead")
-            await resume_paused_rollout(ctx, incident_id, int(data["rollout"]), request=request)
+            incident_id = _id(data, "incident")
+            await resume_paused_rollout(ctx, incident_id, _id(data, "rollout"), request=request)
             return Reply(f"Resumed the rollout paused by incident #{incident_id}.")
         raise UsageError(f"unknown button {action_id[:60]!r}")
 

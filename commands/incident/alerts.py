@@ -10,6 +10,7 @@ from commands.core import Context, UsageError
 from commands.incident import rules
 from commands.incident.declare import declare_incident
 from commands.incident.parse import DeclareArgs, classes_line, parse_severity
+from commands.text import escape
 from storage.incidents import incident_for_alert_group
 from storage.models import Incident, IncidentStatus
 
@@ -110,5 +111,6 @@ async def receive_alerts(ctx: Context, group: AlertGroup) -> tuple[AlertOutcome,
         text=text,
         update=False,
     )
-    rules.tell(ctx, incident, f"🔔 #{incident.id} {text}")
+    # Alert names are Alertmanager's labels.
+    rules.tell(ctx, incident, f"🔔 #{incident.id} {escape(text)}")
     return AlertOutcome.updated, incident

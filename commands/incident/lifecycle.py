@@ -17,7 +17,7 @@ from commands.incident.rules import (
     tell,
     version_of,
 )
-from commands.text import mention
+from commands.text import escape, mention
 from commands.wave.rules.pause import resume_rollout
 from storage.incidents import (
     DuplicateEntry,
@@ -69,7 +69,11 @@ def post_status(ctx: Context, incident: Incident, text: str, *, request: Request
     require(ctx.policy, "incident.update", request, subject=subject(incident))
     still_open(ctx, incident, "incident.update")
     record(ctx, incident, actor=request.user_id, action="incident.status", kind="status", text=text)
-    tell(ctx, incident, f"📣 Update on #{incident.id} from {mention(request.user_id)}: {text}")
+    tell(
+        ctx,
+        incident,
+        f"📣 Update on #{incident.id} from {mention(request.user_id)}: {escape(text)}",
+    )
 
 
 async def set_lead(ctx: Context, incident: Incident, lead: str, *, request: Request) -> None:

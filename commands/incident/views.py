@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 
 from commands.core import Reply
 from commands.policy import IncidentClass, Policy
-from commands.text import mention, span
+from commands.text import escape, mention, span
 from commands.wave.views import rollback_button
 from storage.models import Incident, IncidentStatus, Rollout, RolloutState, TimelineEntry
 
@@ -60,7 +60,8 @@ def name(incident: Incident) -> str:
 
 
 def one_line(incident: Incident) -> str:
-    return f"{name(incident)} ({incident.status}) — {incident.summary} {channel_link(incident)}"
+    summary = escape(incident.summary)
+    return f"{name(incident)} ({incident.status}) — {summary} {channel_link(incident)}"
 
 
 def _blocks(blocks: Sequence[Block]) -> list[dict[str, Any]]:
@@ -71,7 +72,7 @@ def topic(incident: Incident, cls: IncidentClass) -> str:
     """The channel topic: severity, class, status, lead and summary within Slack's 250."""
     text = (
         f"Sev{incident.severity} {cls.title} · {incident.status} · lead "
-        f"{mention(incident.commander)} · {incident.summary}"
+        f"{mention(incident.commander)} · {escape(incident.summary)}"
     )
     return text if len(text) <= 250 else text[:249] + "…"
 
@@ -85,11 +86,11 @@ def guidance(
     """The first action and the class's steps; each untick step has a Done button."""
     headline = f"{STATUS_ICON[IncidentStatus(incident.status)]} {name(incident)}: {cls.title}"
     facts = (
-        f"*{incident.summary}*\nDeclared by {mention(incident.declared_by)} at "
+        f"*{escape(incident.summary)}*\nDeclared by {mention(incident.declared_by)} at "
         f"{hhmm(incident.declared_at)} · lead {mention(incident.commander)}"
     )
     if incident.release:
-        facts += f" · release {incident.release}"
+        facts += f" · release {escape(incident.release)}"
     lines = [headline, facts, f"*First action:* {cls.first_action}"]
     blocks: list[Block] = [
         HeaderBlock(text=headline[:150]),
@@ -118,7 +119,8 @@ def announcement(incident: Incident, cls: IncidentClass) -> str:
     """The incidents channel's post; updated in place as the incident moves on."""
     text = (
         f"{ICON.get(incident.severity, '')} *Sev{incident.severity} {cls.title}* declared by "
-        f"{mention(incident.declared_by)}: {incident.summary} — join {channel_link(incident)} "
+        f"{mention(incident.declared_by)}: {escape(incident.summary)} — join "
+        f"{channel_link(incident)} "
         f"(incident #{incident.id}, lead {mention(incident.commander)})"
     )
     # The outcome leads the line, so the channel reads at a glance which incidents are over.
@@ -196,9 +198,12 @@ def durations(incident: Incident) -> str:
 def resolve_summary(
     incident: Incident, summary: str | None, paused: Sequence[tuple[Rollout, str]]
 ) -> tuple[str, list[dict[str, Any]]]:
-    lines = [f"✅ Incident {name(incident)} resolved: {incident.summary}", durations(incident)]
+    lines = [
+        f"✅ Incident {name(incident)} resolved: {escape(incident.summary)}",
+        durations(incident),
+    ]
     if summary:
-        lines.append(f"Resolution: {summary}")
+        lines.append(f"Resolution: {escape(summary)}")
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
     still_paused = [(r, v) for r, v in paused if r.state == RolloutState.paused]
     if paused:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed, NotFound, UsageError
 from commands.policy import ChecklistItem
-from commands.text import ago
+from commands.text import ago, escape
 from storage.audit import Outcome, event_exists, record_event
 from storage.checks import latest_results, record_check
 from storage.models import CheckResult, CheckStatus, Release, ReleaseState
@@ -235,10 +235,11 @@ def record_result(
     )
     icon = {"passed": "✅", "failed": "❌", "waived": "⚪"}[status]
     line = f"{icon} {_who(actor)} marked *{what}* {status} for {release.version}"
+    # A bare URL is linked by Slack as it stands; a label around it would be the sender's.
     if reason:
-        line += f": {reason}"
+        line += f": {escape(reason)}"
     elif evidence:
-        line += f" (<{evidence}|evidence>)" if evidence.startswith("http") else f" ({evidence})"
+        line += f" (evidence: {escape(evidence)})"
     announce(ctx, line)
     return result
 
@@ -258,7 +259,7 @@ def check_by_person(item: ChecklistItem, *, evidence: str | None, subject: str) 
 
 
 def _who(actor: str) -> str:
-    return f"<@{actor}>" if actor[:1] in {"U", "W"} else actor
+    return f"<@{actor}>" if actor[:1] in {"U", "W"} else escape(actor)
 
 
 def record_ci_result(

@@ -24,7 +24,7 @@ from commands.ready.checklist import (
     register_release,
 )
 from commands.ready.verification import verify_and_record
-from commands.text import ago, mention, unwrap_link
+from commands.text import ago, escape, mention, unwrap_link
 from storage.models import CheckStatus, Release
 from storage.releases import get_release, newest_unfinished_release
 
@@ -158,9 +158,9 @@ def _line(status: ItemStatus, ctx: Context) -> str:
         facts.append(f"owner {mention(status.item.owner)}")
     facts.append(f"verified by {status.item.verify.by}")
     if status.evidence:
-        facts.append(f"evidence: {status.evidence}")
+        facts.append(f"evidence: {escape(status.evidence)}")
     if status.reason:
-        facts.append(f"reason: {status.reason}")
+        facts.append(f"reason: {escape(status.reason)}")
     if status.checks:
         facts.append(" ".join(f"{name}:{state}" for name, state in status.checks))
     if status.item.max_age is not None and status.at is not None and status.state.done:

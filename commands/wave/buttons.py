@@ -39,7 +39,7 @@ ACTIONS = (
 def _payload(value: str) -> dict[str, Any]:
     try:
         data = json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise UsageError("this button carries no readable value") from None
     if not isinstance(data, dict):
         raise UsageError("this button carries no readable value")
@@ -70,7 +70,7 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
     try:
         if action_id == views.PROMOTE:
             wave = data.get("wave")
-            if not isinstance(wave, int):
+            if not isinstance(wave, int) or isinstance(wave, bool) or not 0 <= wave < 1000:
                 raise UsageError("this Promote button does not say which wave")
             before = views.wave_label(waves, wave) if 0 <= wave < len(waves) else f"wave {wave}"
             rollout = await promote_rollout(

@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 from commands.analysis.judge import MetricVerdict, Verdict, WaveVerdict
 from commands.core import Block
 from commands.policy import Metric, Wave
-from commands.text import mention, span
+from commands.text import escape, mention, span
 from commands.values import format_duration
 from storage.models import AuditEvent, Release, Rollout, RolloutState
 
@@ -124,7 +124,8 @@ def metric_line(mv: MetricVerdict) -> str:
         line += f" {trend}"
     line += f" · {mv.valid}/{metric.min_samples} samples"
     if mv.verdict not in (Verdict.successful, Verdict.running):
-        line += f" · {mv.reason}"
+        # The reason may quote a metric provider's message.
+        line += f" · {escape(mv.reason)}"
     if metric.dry_run:
         line += " · dry run (shown, not counted)"
     return line
@@ -147,7 +148,7 @@ def headline(view: RolloutView) -> str:
             text += f" · verdict {view.judgement.verdict}"
     elif rollout.state == RolloutState.paused:
         why = PAUSE_WORDS.get(rollout.pause_kind or "", rollout.pause_kind or "")
-        text += f" ({why}): {rollout.paused_reason or ''}".rstrip(": ")
+        text += f" ({why}): {escape(rollout.paused_reason or '')}".rstrip(": ")
     return text
 
 
@@ -302,7 +303,11 @@ def confirm_rollback_blocks(text: str, version: str, reason: str) -> list[Block]
         ROLLBACK_CONFIRM,
         {"release": version, "reason": reason[:500]},
         style="danger",
-        confirm=("Roll back now?", f"{version} will be rolled back: {reason}"[:300], "Roll back"),
+        confirm=(
+            "Roll back now?",
+            f"{version} will be rolled back: {escape(reason)}"[:300],
+            "Roll back",
+        ),
     )
     return with_buttons(text, [confirm])
 
@@ -313,7 +318,7 @@ def history_line(event: AuditEvent) -> str:
     if event.outcome != "ok":
         line += f" ({event.outcome})"
     if event.detail:
-        line += f" — {event.detail}"
+        line += f" — {escape(event.detail)}"
     if event.reason:
-        line += f" — why: {event.reason}"
+        line += f" — why: {escape(event.reason)}"
     return line

@@ -9,7 +9,7 @@ from commands.analysis.guardrails import error_budget_blockers
 from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context, GateClosed, Request
 from commands.ready.checklist import require_complete
-from commands.text import mention
+from commands.text import escape, mention
 from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.base import Blocker, actuate, plan_of, release_of, subject_of
@@ -245,7 +245,7 @@ async def promote_rollout(
     if force_reason is not None and blockers:
         overridden = "; ".join(b.text for b in blockers)
         detail += f"; forced past: {overridden}"
-        event += f"\nForced past: {overridden}. Reason: {force_reason}"
+        event += f"\nForced past: {escape(overridden)}. Reason: {escape(force_reason)}"
         _record_overrides(
             ctx,
             blockers,

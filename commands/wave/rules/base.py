@@ -9,6 +9,7 @@ from commands.announce import announce
 from commands.core import CommandError, Conflict, Context, Reply
 from commands.policy import Wave
 from commands.ports import Action, Actuation, ActuatorFailed
+from commands.text import escape
 from commands.wave import views
 from storage.audit import Outcome, record_event
 from storage.models import Incident, Release, Rollout
@@ -132,10 +133,12 @@ def note_actuator_failure(
     )
     buttons = [views.retry_button(retry)] if retry is not None else []
     if err.rollout_id is not None:
+        # The message carries what the deploy system answered.
+        said = f"⚠️ {escape(err.message)}"
         announce(
             ctx,
-            f"⚠️ {err.message}",
-            blocks=views.with_buttons(f"⚠️ {err.message}", buttons),
+            said,
+            blocks=views.with_buttons(said, buttons),
             thread_key=f"rollout:{err.rollout_id}",
         )
     return buttons
@@ -147,5 +150,5 @@ def retry_reply(
     """The answer to an action the deploy system did not confirm: nothing changed, and a Retry
     button runs the same command or button again (every gate checked again)."""
     buttons = note_actuator_failure(ctx, err, actor=actor, retry=retry)
-    text = f"{err.title}: {err.message} Press Retry to try again."
+    text = f"{err.title}: {escape(err.message)} Press Retry to try again."
     return Reply(text, blocks=views.with_buttons(text, buttons), error=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context
+from commands.text import escape
 from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.base import (
@@ -95,7 +96,7 @@ def _record_pause(
     audit(ctx, release, "wave.pause", actor=actor, reason=reason, detail=f"{kind} at {label}")
     text = (
         f"⏸ *{release.version}* paused at {label} by {who(actor)} — "
-        f"{views.PAUSE_WORDS[kind]}: {reason}\n{_pause_advice(kind, release.version)}"
+        f"{views.PAUSE_WORDS[kind]}: {escape(reason)}\n{_pause_advice(kind, release.version)}"
     )
     post_event(ctx, rollout, text, _pause_buttons(kind, release.version, reason))
     publish_status(ctx, rollout, release)

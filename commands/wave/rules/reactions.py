@@ -11,7 +11,7 @@ from commands.analysis.measure import Phase, Reading, classify, render_query
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed
 from commands.policy import Metric, Wave
-from commands.text import mention
+from commands.text import escape, mention
 from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.advance import promote_rollout
@@ -161,7 +161,7 @@ async def _wave_ready(ctx: Context, rollout: Rollout, release: Release, waves: l
             await promote_rollout(ctx, rollout, actor=SYSTEM, request=None, expected_wave=index)
             return
         except GateClosed as err:
-            held = f" Auto-promote is held: {err.message}."
+            held = f" Auto-promote is held: {escape(err.message)}."
     if not mark_ready(rollout, at=ctx.now(), session=ctx.session):
         return  # already offered for this wave
     roles = wave.approvers or ctx.policy.roles_for("wave.promote")

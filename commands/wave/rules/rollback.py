@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands.core import Conflict, Context
+from commands.text import escape
 from commands.wave.rules.base import actuate, plan_of, subject_of
 from commands.wave.rules.posts import audit, post_event, publish_status, who
 from storage.models import Release, ReleaseState, Rollout, RolloutState
@@ -64,7 +65,9 @@ async def rollback_release(ctx: Context, release: Release, *, reason: str, actor
         "removes this release without a replacement"
     )
     post_event(
-        ctx, rollout, f"⏪ {who(actor)} rolled back *{release.version}* {where}. Reason: {reason}"
+        ctx,
+        rollout,
+        f"⏪ {who(actor)} rolled back *{release.version}* {where}. Reason: {escape(reason)}",
     )
     publish_status(ctx, rollout, release)
     return rollout

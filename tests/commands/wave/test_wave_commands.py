@@ -220,8 +220,10 @@ async def test_promote_is_refused_while_a_metric_fails(ctx: Context) -> None:
     reply = await run(ctx, "/wave promote")
     assert reply.error
     assert "it is paused (a metric failed)" in reply.text
+    # Escaped for Slack mrkdwn, which shows `&gt;` as `>`.
     assert (
-        "migration_error_rate is failed: 1 failed poll (limit 0): 0.2 breaks > 0.01" in reply.text
+        "migration_error_rate is failed: 1 failed poll (limit 0): 0.2 breaks &gt; 0.01"
+        in reply.text
     )
 
 
