@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -18,7 +18,8 @@ from bot.runtime import Runtime
 from bot.telemetry import observe_poll
 from commands.analysis.checks import apply, check_traffic, plan_checks, run_checks
 from commands.analysis.judge import Verdict
-from commands.analysis.measure import MetricSource, Reading, classify
+from commands.analysis.measure import Reading, classify
+from commands.analysis.reads import read_due
 from commands.policy import Metric
 from commands.wave.rules.posts import refresh_status
 from commands.wave.rules.reactions import daily_digest, due_polls, react, record_readings
@@ -29,17 +30,6 @@ log = logging.getLogger(__name__)
 
 # Rollouts polled at once in a cycle.
 POLL_CONCURRENCY = 16
-
-
-async def _read(sources: Mapping[str, MetricSource], metric: Metric, query: str) -> Reading:
-    source = sources.get(metric.source)
-    if source is None:
-        return Reading(error=f"no client for source {metric.source!r}")
-    try:
-        return await source.read(query, metric=metric)
-    except Exception as exc:  # a broken client is provider trouble, never a crash of the poller
-        log.exception("source %s failed on %s", metric.source, metric.id)
-        return Reading(error=f"{type(exc).__name__}: {exc}", detail=query)
 
 
 def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
@@ -58,7 +48,7 @@ async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
         due = due_polls(ctx, rollout)
         wave_index = rollout.wave_index
         checks = plan_checks(runtime.poll_memory, ctx, rollout)
-    readings = await asyncio.gather(*(_read(sources, d.metric, d.query) for d in due))
+    readings = await asyncio.gather(*(read_due(sources, d) for d in due))
     readings = await check_traffic(
         sources, checks, [(d.metric, r) for d, r in zip(due, readings, strict=True)]
     )
