@@ -380,3 +380,20 @@ async def test_an_alerting_rule_declares_one_incident_and_its_resolution_is_reco
         await service.http.close()
         await runner.cleanup()
         await slack.stop()
+
+
+async def test_policy_check_live_names_each_refused_query_by_its_field(stack: Stack) -> None:
+    from bot.sources.registry import build_sources
+    from commands.analysis.live_check import live_problems
+
+    http = SourceHttp()
+    try:
+        good = make_policy(stack.prometheus.url)
+        assert await live_problems(good, build_sources(good, **http.shared())) == []
+        broken = make_policy(stack.prometheus.url, BROKEN)
+        problems = await live_problems(broken, build_sources(broken, **http.shared()))
+    finally:
+        await http.close()
+    [problem] = problems
+    assert problem.startswith("metrics[1].query: Prometheus at ")
+    assert "HTTP 400, bad_data" in problem
