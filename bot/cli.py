@@ -19,6 +19,7 @@ from commands.policy_file import PolicyInvalid, load_policy
 if TYPE_CHECKING:
     from bot.runtime import Runtime
     from commands.core import Clock
+    from commands.policy import Policy
 
 log = logging.getLogger("wavegate")
 
@@ -28,16 +29,35 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
-def policy_check(path: str | None) -> int:
-    """Exit 0 and print `ok`, or exit 1 and print every problem on its own line."""
+def policy_check(path: str | None, *, live: bool = False) -> int:
+    """Exit 0 and print `ok`, or exit 1 and print every problem on its own line. `live` also
+    runs every query once against its source (commands/analysis/live_check.py)."""
     try:
-        load_policy(path)
+        policy = load_policy(path)
     except PolicyInvalid as exc:
         for problem in exc.problems:
             print(problem)
         return 1
+    if live:
+        failures = asyncio.run(_live_problems(policy))
+        for failure in failures:
+            print(failure)
+        if failures:
+            return 1
     print("ok")
     return 0
+
+
+async def _live_problems(policy: Policy) -> list[str]:
+    from bot.sources.http import SourceHttp
+    from bot.sources.registry import build_sources
+    from commands.analysis.live_check import live_problems
+
+    http = SourceHttp()
+    try:
+        return await live_problems(policy, build_sources(policy, **http.shared()))
+    finally:
+        await http.close()
 
 
 def _runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -120,13 +140,17 @@ def parser() -> argparse.ArgumentParser:
         "check", help="validate a policy file"
     )
     check.add_argument("file", nargs="?", help="default: $WAVEGATE_POLICY, else the built-in one")
+    check.add_argument(
+        "--live", action="store_true", help="also run every query once against its source"
+    )
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "policy":
-        return policy_check(args.file or os.environ.get("WAVEGATE_POLICY") or None)
+        path = args.file or os.environ.get("WAVEGATE_POLICY") or None
+        return policy_check(path, live=args.live)
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)

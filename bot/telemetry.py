@@ -43,6 +43,12 @@ POLLS = Counter(
     ["source", "phase"],
     registry=REGISTRY,
 )
+ALERTS_IGNORED = Counter(
+    "wavegate_alerts_ignored",
+    "Alertmanager notifications answered 2xx and not acted on, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 SLACK_ERRORS = Counter(
     "wavegate_slack_api_errors",
     "Slack Web API calls that failed, by method and Slack's error code.",
@@ -59,6 +65,10 @@ OUTBOX_DEAD = Counter(
 
 def observe_command(name: str, outcome: str) -> None:
     COMMANDS.labels(command=name, outcome=outcome).inc()
+
+
+def observe_alert_ignored(reason: str) -> None:
+    ALERTS_IGNORED.labels(reason=reason).inc()
 
 
 def observe_ack(seconds: float) -> None:

@@ -100,6 +100,22 @@ class ChecklistItem(Strict):
     max_age: Duration | None = None
 
 
+class Score(Strict):
+    """The share of decided comparisons that passed: at or above `pass` the wave's comparisons
+    pass, at or above `marginal` a person decides (inconclusive), below they fail."""
+
+    pass_: Annotated[float, Field(ge=0, le=100, alias="pass")] = 95.0
+    marginal: Annotated[float, Field(ge=0, le=100)] = 75.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Score:
+        if self.marginal > self.pass_:
+            raise ValueError(
+                f"marginal ({self.marginal:g}) must not be above pass ({self.pass_:g})"
+            )
+        return self
+
+
 class Wave(Strict):
     name: Identifier
     tiers: list[Identifier] = Field(min_length=1)
@@ -111,11 +127,16 @@ class Wave(Strict):
     approvers: list[Identifier] = []
     # None: every metric of the policy is judged.
     metrics: list[Identifier] | None = None
+    # A Kayenta-style summary score over the wave's compared metrics (DESIGN §4).
+    score: Score | None = None
 
 
 class PrometheusSource(Strict):
     type: Literal["prometheus"]
     url: Annotated[str, Field(pattern=r"^https?://")]
+    # Where people look at a query (Prometheus's own UI, Grafana Explore…): metric lines link
+    # to `{ui_url}/graph?g0.expr=QUERY`. None: no links.
+    ui_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     timeout: Duration = timedelta(seconds=5)
     bearer_token_env: str | None = None
     headers: dict[str, str] = {}
@@ -147,6 +168,33 @@ class MinTraffic(Strict):
     threshold: float = Field(ge=0)
 
 
+LAST_KNOWN_GOOD = "last_known_good"
+
+
+class Compare(Strict):
+    """Judge the metric against a baseline instead of thresholds: the query's samples over the
+    wave (Prometheus `query_range`) for the release in the wave and for the baseline, by a
+    Mann-Whitney U test (commands/analysis/baseline.py)."""
+
+    # `last_known_good`: the same query with {release} set to the newest completed release;
+    # anything else is the baseline's own query (templated the same way).
+    baseline: str = Field(default=LAST_KNOWN_GOOD, min_length=1)
+    # Which change is bad.
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    # A relative change of the medians allowed even when significant: 0.25 is "25 % worse".
+    tolerance: Annotated[float, Field(ge=0)] = 0.25
+    # 1 - the p-value needed to call a change significant.
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.98
+    # Samples needed on each side before the test runs.
+    min_samples: Annotated[int, Field(ge=3)] = 10
+    # query_range's resolution: one sample per step.
+    step: Duration = timedelta(seconds=30)
+
+    @property
+    def explicit(self) -> bool:
+        return self.baseline != LAST_KNOWN_GOOD
+
+
 class Metric(Strict):
     id: Identifier
     area: str | None = None
@@ -167,11 +215,27 @@ class Metric(Strict):
     dry_run: bool = False
     critical: bool = False
     unit: str | None = None
+    # A baseline comparison instead of (or beside) thresholds.
+    compare: Compare | None = None
+    # For a budget: the units the wave's cohort uses per day (a query, templated like `query`),
+    # so the promote card forecasts the next wave's and 100 %'s daily cost.
+    volume: str | None = None
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> Metric:
-        if self.success is None and self.failure is None and self.budget is None:
-            raise ValueError("a metric needs a success, failure or budget condition")
+        if (
+            self.success is None
+            and self.failure is None
+            and self.budget is None
+            and self.compare is None
+        ):
+            raise ValueError("a metric needs a success, failure, budget or compare condition")
+        if self.compare is not None and (self.success or self.failure or self.budget):
+            raise ValueError(
+                "a compared metric is judged by its comparison alone: drop the conditions"
+            )
+        if self.volume is not None and self.budget is None:
+            raise ValueError("volume forecasts a budget's cost: it needs a budget condition")
         return self
 
     @property
@@ -222,6 +286,17 @@ def _severity_key(value: object) -> int:
 SeverityKey = Annotated[int, BeforeValidator(_severity_key)]
 
 
+def _default_severity_map() -> dict[str, int]:
+    return {"critical": 1, "page": 1, "error": 2, "high": 2, "warning": 3, "warn": 3, "info": 4}
+
+
+class Alerts(Strict):
+    """How Alertmanager's labels read (DESIGN §9)."""
+
+    # A `severity` label's value (lower case) → sev1 to sev4; numbers and `sevN` always work.
+    severity_map: dict[str, SeverityKey] = Field(default_factory=_default_severity_map)
+
+
 class Policy(Strict):
     version: Literal[1]
     channels: Channels = Channels()
@@ -237,6 +312,7 @@ class Policy(Strict):
     # How often an open incident's channel is reminded to post an update, by severity.
     reminders: dict[SeverityKey, Duration] = Field(default_factory=_default_reminders)
     actuator: Actuator | None = None
+    alerts: Alerts = Alerts()
 
     @field_validator("permissions")
     @classmethod
@@ -258,6 +334,13 @@ class Policy(Strict):
 
     def metric(self, metric_id: str) -> Metric | None:
         return next((metric for metric in self.metrics if metric.id == metric_id), None)
+
+    def metric_path(self, metric: Metric) -> str:
+        """Where a metric is written in the policy file: `metrics[3]`."""
+        for index, candidate in enumerate(self.metrics):
+            if candidate.id == metric.id:
+                return f"metrics[{index}]"
+        return f"metric {metric.id}"
 
     def wave_metrics(self, wave: Wave) -> list[Metric]:
         if wave.metrics is None:

@@ -137,6 +137,8 @@ class PauseKind(StrEnum):
     incident = "incident"
     manual = "manual"
     actuator = "actuator"
+    # The source refused a query of the policy (a PromQL typo, a JSON path not there).
+    misconfigured = "misconfigured"
 
 
 class Rollout(SQLModel, table=True):
@@ -173,6 +175,8 @@ class Measurement(SQLModel, table=True):
     value: float | None = None
     detail: str | None = Field(default=None, max_length=4000)
     taken_at: datetime = Field(sa_type=UtcDateTime)
+    # A budget's volume (units a day for the wave's cohort), for the cost forecast.
+    volume: float | None = None
 
     __table_args__ = (
         sa.Index("ix_measurement_rollout_wave_metric", "rollout_id", "wave_index", "metric"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import logging
+from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -10,12 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.http.api import error, error_for, iso, read_body
 from bot.http.keys import RUNTIME
+from bot.telemetry import observe_alert_ignored
 from commands.core import CommandError
-from commands.incident.alerts import AlertGroup, FiringAlert, receive_alerts
+from commands.incident.alerts import AlertGroup, AlertOutcome, FiringAlert, receive_alerts
 from storage.incidents import list_incidents
 from storage.models import Incident, IncidentStatus
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
+# (stored group key, reason) already logged as ignored: Alertmanager repeats a group every
+# group_interval, and one log line says it. Bounded, so a flood of groups cannot grow it.
+_LOGGED: set[tuple[str, str]] = set()
+LOGGED_MAX = 10_000
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
@@ -48,18 +55,22 @@ class Lenient(BaseModel):
 
 
 class Alert(Lenient):
-    status: Literal["firing", "resolved"]
+    # firing / resolved; anything else is ignored, not refused (a 4xx is final for Alertmanager).
+    status: str = Field(max_length=40)
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     fingerprint: str | None = None
+    endsAt: str | None = None
+    generatorURL: str | None = None
 
 
 class AlertmanagerWebhook(Lenient):
     """Alertmanager's webhook body (version 4)."""
 
     version: str | None = None
-    groupKey: str = Field(min_length=1, max_length=500)
-    status: Literal["firing", "resolved"]
+    # Any length: long keys are stored as their hash (commands/incident/alerts.py).
+    groupKey: str = Field(min_length=1, max_length=100_000)
+    status: str = Field(max_length=40)
     alerts: list[Alert] = Field(min_length=1, max_length=1000)
     groupLabels: dict[str, str] = {}
     commonLabels: dict[str, str] = {}
@@ -75,6 +86,11 @@ class AlertmanagerWebhook(Lenient):
                     labels=alert.labels,
                     summary=alert.annotations.get("summary")
                     or alert.annotations.get("description"),
+                    # Alertmanager sends the zero time for an alert that has not ended.
+                    ends_at=None
+                    if not alert.endsAt or alert.endsAt.startswith("0001-")
+                    else alert.endsAt,
+                    generator_url=alert.generatorURL or None,
                 )
                 for alert in self.alerts
             ],
@@ -92,13 +108,24 @@ async def post_alerts(request: web.Request) -> web.Response:
     group = body.group()
     try:
         with runtime.unit() as ctx:
-            outcome, incident = await receive_alerts(ctx, group)
+            result = await receive_alerts(ctx, group)
     except CommandError as err:
         return error_for(err)
     except sa.exc.IntegrityError:
         # Two deliveries of one new group raced; the other one declared the incident.
         return error(409, "this alert group is being declared by another delivery; retry")
+    if result.outcome == AlertOutcome.ignored:
+        reason = result.reason.value if result.reason is not None else "other"
+        observe_alert_ignored(reason)
+        seen = (group.stored_key, reason)
+        if seen not in _LOGGED:
+            if len(_LOGGED) >= LOGGED_MAX:
+                _LOGGED.clear()
+            _LOGGED.add(seen)
+            log.info("alert group %s ignored: %s", group.stored_key[:80], result.why)
+        return web.json_response({"action": "ignored", "reason": result.why, "incident": None})
+    incident = result.incident
     return web.json_response(
-        {"action": outcome, "incident": incident.id if incident is not None else None},
-        status=201 if outcome == "declared" else 200,
+        {"action": result.outcome, "incident": incident.id if incident is not None else None},
+        status=201 if result.outcome == AlertOutcome.declared else 200,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
@@ -24,7 +24,8 @@ from bot.runtime import Runtime
 from bot.telemetry import observe_poll
 from commands.analysis.checks import apply, check_traffic, plan_checks, run_checks
 from commands.analysis.judge import Verdict
-from commands.analysis.measure import MetricSource, Phase, Reading, classify
+from commands.analysis.measure import Phase, Reading, classify
+from commands.analysis.reads import read_due
 from commands.core import Clock, Context
 from commands.policy import Metric
 from commands.wave.rules.base import plan_of
@@ -38,17 +39,6 @@ log = logging.getLogger(__name__)
 
 # Rollouts polled at once in a cycle.
 POLL_CONCURRENCY = 16
-
-
-async def _read(sources: Mapping[str, MetricSource], metric: Metric, query: str) -> Reading:
-    source = sources.get(metric.source)
-    if source is None:
-        return Reading(error=f"no client for source {metric.source!r}")
-    try:
-        return await source.read(query, metric=metric)
-    except Exception as exc:  # a broken client is provider trouble, never a crash of the poller
-        log.exception("source %s failed on %s", metric.source, metric.id)
-        return Reading(error=f"{type(exc).__name__}: {exc}", detail=query)
 
 
 def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
@@ -67,7 +57,7 @@ async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
         due = due_polls(ctx, rollout)
         wave_index = rollout.wave_index
         checks = plan_checks(runtime.poll_memory, ctx, rollout)
-    readings = await asyncio.gather(*(_read(sources, d.metric, d.query) for d in due))
+    readings = await asyncio.gather(*(read_due(sources, d) for d in due))
     readings = await check_traffic(
         sources, checks, [(d.metric, r) for d, r in zip(due, readings, strict=True)]
     )

@@ -33,9 +33,11 @@ class HttpJsonSource:
         config: HttpJsonConfig,
         *,
         http: SourceHttp | None = None,
+        name: str = "",
         **_: Any,
     ) -> None:
         self.config = config
+        self.name = name
         # Without a shared one (a lone client in a script), the client has its own.
         self.http = http or SourceHttp()
         self.where = f"JSON source at {config.url}"
@@ -85,7 +87,12 @@ class HttpJsonSource:
             )
         value, error = pick_number(document, self.config.path)
         if error is not None:
-            return Reading(error=f"{self.where}: {error}", detail=detail)
+            # The answer came; the source's `path` does not fit it: a policy fix, not an outage.
+            return Reading(
+                error=f"{self.where}: {error}",
+                detail=detail,
+                misconfigured=f"sources.{self.name or '?'}.path",
+            )
         return Reading(value=value, detail=detail)
 
     async def probe(self) -> Reading:

@@ -1,14 +1,17 @@
-"""Prometheus as a metric source: instant queries over the HTTP API.
+"""Prometheus as a metric source: instant and range queries over the HTTP API.
 
-`POST /api/v1/query` with a form-encoded body (a long PromQL query does not fit every proxy's
-URL limit). Prometheus sends sample values as strings — `"0.97"`, `"NaN"`, `"+Inf"` — and an
-error as `{"status": "error", "errorType": …, "error": …}`, often with a 4xx/5xx status.
+`POST /api/v1/query` (and `/api/v1/query_range`) with a form-encoded body (a long PromQL query
+does not fit every proxy's URL limit). Prometheus sends sample values as strings — `"0.97"`,
+`"NaN"`, `"+Inf"` — and an error as `{"status": "error", "errorType": …, "error": …}`, often
+with a 4xx/5xx status: 400 `bad_data` for a query that does not parse and 422 `execution` for
+one that fails on the data are the query's fault (misconfigured), not an outage.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,12 +24,17 @@ from bot.sources.http import (
     missing_token,
     not_json_error,
 )
+from commands.analysis.compare import Samples
 from commands.analysis.measure import Reading
 from commands.policy import Metric
 from commands.policy import PrometheusSource as PrometheusConfig
 
 HEALTH_QUERY = "vector(1)"
 MAX_SERIES_SHOWN = 3
+# Prometheus refuses a range query of more than 11,000 points per series.
+MAX_POINTS = 11_000
+# The error types that mean "this query cannot work", whatever the retry.
+QUERY_FAULTS = {"bad_data", "execution"}
 
 
 class PrometheusSource:
@@ -48,16 +56,46 @@ class PrometheusSource:
 
     async def read(self, query: str, *, metric: Metric | None = None) -> Reading:
         """One instant query; every kind of trouble comes back as a Reading with `error`."""
-        detail = f"query: {query}"
+        answer = await self._post(self.endpoint, {"query": query}, detail=f"query: {query}")
+        return answer.reading
+
+    async def read_range(
+        self, query: str, *, start: datetime, end: datetime, step: timedelta
+    ) -> Samples:
+        """Every sample of a one-series query between start and end, one per step."""
+        seconds = max(1.0, step.total_seconds())
+        span = (end - start).total_seconds()
+        if span / seconds > MAX_POINTS:  # widen the step rather than be refused
+            seconds = math.ceil(span / MAX_POINTS)
+        form = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{seconds:g}",
+        }
+        reading = await self._post(
+            self.endpoint + "_range", form, detail=f"query: {query}", samples=True
+        )
+        return Samples(
+            values=reading.values,
+            error=reading.reading.error,
+            detail=reading.reading.detail,
+            warnings=reading.reading.warnings,
+            misconfigured=reading.reading.misconfigured is not None,
+        )
+
+    async def _post(
+        self, endpoint: str, form: dict[str, str], *, detail: str, samples: bool = False
+    ) -> _Answer:
         if problem := missing_token(self.config.bearer_token_env):
-            return Reading(error=f"{self.where}: {problem}", detail=detail)
+            return _Answer(Reading(error=f"{self.where}: {problem}", detail=detail))
         timeout = self.config.timeout
         try:
             async with (
                 self.http.limit,
                 self.http.session.post(
-                    self.endpoint,
-                    data={"query": query},
+                    endpoint,
+                    data=form,
                     headers=auth_headers(self.config.headers, self.config.bearer_token_env),
                     timeout=aiohttp.ClientTimeout(total=timeout.total_seconds()),
                 ) as response,
@@ -66,12 +104,43 @@ class PrometheusSource:
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return Reading(error=connection_error(self.where, exc, timeout), detail=detail)
-        return parse_answer(self.where, status, content_type, body, detail=detail)
+            return _Answer(Reading(error=connection_error(self.where, exc, timeout), detail=detail))
+        if samples:
+            return parse_range_answer(self.where, status, content_type, body, detail=detail)
+        return _Answer(parse_answer(self.where, status, content_type, body, detail=detail))
 
     async def probe(self) -> Reading:
         """The health check before a wave starts: `vector(1)` must come back as 1."""
         return check_probe(await self.read(HEALTH_QUERY), self.where, HEALTH_QUERY)
+
+
+class _Answer:
+    """A parsed answer: the Reading, and a range query's samples."""
+
+    def __init__(self, reading: Reading, values: tuple[float, ...] = ()) -> None:
+        self.reading = reading
+        self.values = values
+
+
+def parse_range_answer(
+    where: str, status: int, content_type: str, body: bytes, *, detail: str = ""
+) -> _Answer:
+    """A query_range answer → every sample of its one series (empty: no data)."""
+    document, _ = decode_json(body)
+    reading = parse_answer(where, status, content_type, body, detail=detail)
+    if reading.error is not None or not isinstance(document, dict):
+        return _Answer(reading)
+    data = document.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list) or not result:
+        return _Answer(reading)
+    values = result[0].get("values") if isinstance(result[0], dict) else None
+    found: list[float] = []
+    for sample in sorted(values or [], key=_timestamp):
+        number, _problem = _sample(sample)
+        if number is not None:
+            found.append(number)
+    return _Answer(reading, tuple(found))
 
 
 def check_probe(reading: Reading, where: str, query: str) -> Reading:
@@ -100,10 +169,14 @@ def parse_answer(
     if document.get("status") == "error" or not 200 <= status < 300:
         kind = document.get("errorType") or "error"
         message = document.get("error") or "no error message"
+        # 400 bad_data / 422 execution: the query is wrong. (400 for a missing or too fine
+        # `step` is ours, and no poll sends one.)
+        faulty = kind in QUERY_FAULTS and status in (400, 422)
         return Reading(
             error=f"{where} answered HTTP {status}, {kind}: {message}",
             detail=detail,
             warnings=tuple(warnings),
+            misconfigured="query" if faulty else None,
         )
     if document.get("status") != "success":
         return Reading(
@@ -113,8 +186,18 @@ def parse_answer(
         )
     value, error = parse_data(document.get("data"))
     if error is not None:
-        return Reading(error=f"{where} {error}", detail=detail, warnings=tuple(warnings))
+        # Several series, a histogram, a string: what the query asks for is not one number.
+        return Reading(
+            error=f"{where} {error}",
+            detail=detail,
+            warnings=tuple(warnings),
+            misconfigured="query" if error.startswith(_QUERY_SHAPE) else None,
+        )
     return Reading(value=value, detail=detail, warnings=tuple(warnings))
+
+
+# parse_data's complaints about what the query asks for (not about a garbled answer).
+_QUERY_SHAPE = ("returned ", "answered an unsupported result type", "answered a native histogram")
 
 
 def parse_data(data: object) -> tuple[float | None, str | None]:

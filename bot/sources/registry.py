@@ -21,5 +21,5 @@ def build_sources(policy: Policy, **shared: Any) -> dict[str, MetricSource]:
         elif config.type == "prometheus":
             clients[name] = PrometheusSource(config, **shared)
         elif config.type == "http_json":
-            clients[name] = HttpJsonSource(config, **shared)
+            clients[name] = HttpJsonSource(config, name=name, **shared)
     return clients

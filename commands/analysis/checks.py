@@ -153,6 +153,7 @@ async def check_traffic(
             wave=checks.wave.name,
             tiers=list(checks.wave.tiers),
             window=prom_duration(metric.interval),
+            age=prom_duration(checks.age),
         )
         traffic = await source.read(query, metric=metric)
         if traffic.error is not None:
@@ -162,12 +163,33 @@ async def check_traffic(
         if seen is not None and not math.isnan(seen) and seen >= rule.threshold:
             return reading
         shown = "no data" if seen is None or math.isnan(seen) else f"{seen:g}"
+        eta = traffic_eta(rule.query, seen, rule.threshold, checks.age, metric.interval)
         return replace(
             reading,
             low_traffic=(
-                f"too little traffic to judge: {shown} < {rule.threshold:g} "
+                f"too little traffic to judge: {shown} < {rule.threshold:g}{eta} "
                 f"(min_traffic query: {query})"
             ),
         )
 
     return list(await asyncio.gather(*(one(m, r) for m, r in readings)))
+
+
+def traffic_eta(
+    template: str, seen: float | None, threshold: float, age: timedelta, interval: timedelta
+) -> str:
+    """How long until `threshold` at the current rate: `; needs ~18 more minutes at 40 req/min`.
+
+    A query over the wave's age ({age}) counts up as the wave runs; one over a fixed window
+    ({window}, the interval) only reaches the threshold if the rate itself grows.
+    """
+    if seen is None or math.isnan(seen) or seen <= 0:
+        return "; no traffic yet, so no estimate"
+    over_age = "{age}" in template
+    span = age if over_age else interval
+    minutes = max(span.total_seconds() / 60, 1 / 60)
+    rate = seen / minutes
+    if not over_age:
+        return f" ({rate:.3g} req/min; a rate {threshold / seen:.2g}x higher is needed)"
+    more = (threshold - seen) / rate
+    return f"; needs ~{max(1, round(more))} more minutes at {rate:.3g} req/min"

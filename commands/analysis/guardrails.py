@@ -23,7 +23,7 @@ from commands.values import Condition
 # How many recent polls an explanation counts: "(3 of last 5 polls)".
 RECENT = 5
 
-DriftKind = Literal["budget", "slo", "blind"]
+DriftKind = Literal["budget", "slo", "blind", "misconfigured"]
 
 
 @dataclass(frozen=True)

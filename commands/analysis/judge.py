@@ -6,11 +6,15 @@ Pure functions of their arguments, so a table of cases pins them down (tests/tes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from commands.analysis.measure import Phase, Poll
-from commands.policy import Metric
+from commands.analysis.score import wave_score
+from commands.policy import Metric, Score
+from commands.values import format_duration
 
 
 class Verdict(StrEnum):
@@ -38,6 +42,12 @@ class MetricVerdict:
     consecutive_errors: int
     values: tuple[float, ...]
     last_detail: str = ""
+    # The source refused the query itself: fix the policy field named in `reason`.
+    misconfigured: bool = False
+    # When the poll that decided a failed / error / inconclusive verdict was taken.
+    decided_at: datetime | None = None
+    # The latest volume read beside a budget (units a day), for the cost forecast.
+    volume: float | None = None
 
     @property
     def latest(self) -> float | None:
@@ -53,17 +63,32 @@ class MetricVerdict:
 class WaveVerdict:
     verdict: Verdict
     metrics: list[MetricVerdict]
+    # With a wave `score`: the summary over the compared metrics, which then decide together.
+    score: Verdict | None = None
+    score_reason: str = ""
+    scored: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def deciding(self) -> list[MetricVerdict]:
         """The counted metrics whose verdict is the wave's (the worst ones)."""
-        return [m for m in self.metrics if m.counted and m.verdict == self.verdict]
+        return [
+            m
+            for m in self.metrics
+            if m.counted and m.verdict == self.verdict and m.metric.id not in self.scored
+        ]
+
+    @property
+    def misconfigured(self) -> bool:
+        return any(m.misconfigured for m in self.deciding)
 
     @property
     def reason(self) -> str:
         if not any(m.counted for m in self.metrics):
             return "no metric is judged in this wave: the observation window alone decides"
-        return "; ".join(f"{m.metric.id}: {m.reason}" for m in self.deciding)
+        parts = [f"{m.metric.id}: {m.reason}" for m in self.deciding]
+        if self.score is not None and self.score == self.verdict:
+            parts.append(f"canary score: {self.score_reason}")
+        return "; ".join(parts)
 
 
 def trailing_errors(polls: Sequence[Poll]) -> int:
@@ -88,8 +113,9 @@ def judge_metric(metric: Metric, polls: Sequence[Poll], *, window_passed: bool) 
     errors = trailing_errors(polls)
     values = tuple(p.value for p in polls if p.value is not None)
     last_detail = polls[-1].detail if polls else ""
+    volume = next((p.volume for p in reversed(polls) if p.volume is not None), None)
 
-    def verdict(v: Verdict, reason: str) -> MetricVerdict:
+    def verdict(v: Verdict, reason: str, at: Poll | None = None) -> MetricVerdict:
         return MetricVerdict(
             metric,
             v,
@@ -100,13 +126,23 @@ def judge_metric(metric: Metric, polls: Sequence[Poll], *, window_passed: bool) 
             consecutive_errors=errors,
             values=values,
             last_detail=last_detail,
+            misconfigured=bool(polls) and polls[-1].misconfigured,
+            decided_at=at.at if at is not None else None,
+            volume=volume,
         )
+
+    if polls and polls[-1].misconfigured:
+        # No retry mends a query the source refuses: say which field to fix, at once.
+        return verdict(Verdict.error, polls[-1].detail, polls[-1])
+    if metric.compare is not None:
+        return _judge_comparison(metric, polls, verdict, window_passed=window_passed)
 
     if len(failures) > metric.failure_limit:
         why = failures[-1].detail or "condition broken"
         return verdict(
             Verdict.failed,
             f"{_count(len(failures), 'failed poll')} (limit {metric.failure_limit}): {why}",
+            failures[metric.failure_limit],
         )
     if errors > metric.consecutive_error_limit:
         why = polls[-1].detail or "provider error"
@@ -114,6 +150,7 @@ def judge_metric(metric: Metric, polls: Sequence[Poll], *, window_passed: bool) 
             Verdict.error,
             f"metrics unavailable: {_count(errors, 'error')} in a row "
             f"(limit {metric.consecutive_error_limit}): {why}",
+            polls[-1],
         )
     if len(inconclusives) > metric.inconclusive_limit:
         why = inconclusives[-1].detail or "no clear answer"
@@ -121,24 +158,90 @@ def judge_metric(metric: Metric, polls: Sequence[Poll], *, window_passed: bool) 
             Verdict.inconclusive,
             f"{_count(len(inconclusives), 'inconclusive poll')} "
             f"(limit {metric.inconclusive_limit}): {why}",
+            inconclusives[metric.inconclusive_limit],
         )
     enough = len(valid) >= max(metric.min_samples, 1)
     if window_passed and enough:
         return verdict(Verdict.successful, f"{_count(len(valid), 'valid sample')}, all within")
     if not enough:
+        missing = max(metric.min_samples, 1) - len(valid)
         return verdict(
-            Verdict.running, f"{len(valid)} of {max(metric.min_samples, 1)} valid samples so far"
+            Verdict.running,
+            f"{len(valid)} of {max(metric.min_samples, 1)} valid samples so far; needs "
+            f"~{format_duration(metric.interval * missing)} more at one per "
+            f"{format_duration(metric.interval)}",
         )
     return verdict(Verdict.running, f"{_count(len(valid), 'valid sample')}; window not over")
 
 
-def judge_wave(metrics: Sequence[MetricVerdict], *, window_passed: bool) -> WaveVerdict:
-    """The worst counted metric's verdict. With no counted metric the window alone decides."""
+def _judge_comparison(
+    metric: Metric, polls: Sequence[Poll], verdict: _Make, *, window_passed: bool
+) -> MetricVerdict:
+    """A comparison re-reads the whole wave every poll, so its latest result is the evidence:
+    a regression fails (past `failure_limit`), too few samples waits while the window runs and
+    is inconclusive after it, a pass passes once the window is over."""
+    errors = trailing_errors(polls)
+    if errors > metric.consecutive_error_limit:
+        why = polls[-1].detail or "provider error"
+        return verdict(
+            Verdict.error,
+            f"metrics unavailable: {_count(errors, 'error')} in a row "
+            f"(limit {metric.consecutive_error_limit}): {why}",
+            polls[-1],
+        )
+    judged = [p for p in polls if p.phase != Phase.error]
+    failures = [p for p in judged if p.phase == Phase.failed]
+    if len(failures) > metric.failure_limit:
+        return verdict(Verdict.failed, failures[-1].detail, failures[metric.failure_limit])
+    if not judged:
+        return verdict(Verdict.running, "no comparison yet")
+    last = judged[-1]
+    if last.phase == Phase.successful:
+        if window_passed:
+            return verdict(Verdict.successful, last.detail)
+        return verdict(Verdict.running, f"passes so far: {last.detail}")
+    if window_passed:
+        return verdict(Verdict.inconclusive, last.detail, last)
+    return verdict(Verdict.running, last.detail)
+
+
+class _Make(Protocol):
+    def __call__(self, v: Verdict, reason: str, at: Poll | None = None) -> MetricVerdict: ...
+
+
+def judge_wave(
+    metrics: Sequence[MetricVerdict], *, window_passed: bool, score: Score | None = None
+) -> WaveVerdict:
+    """The worst counted metric's verdict. With no counted metric the window alone decides.
+
+    With a `score`, the compared metrics decide together through their Kayenta-style score
+    (commands/analysis/score.py) instead of one by one.
+    """
     counted = [m for m in metrics if m.counted]
     if not counted:
         return WaveVerdict(Verdict.successful if window_passed else Verdict.running, list(metrics))
-    worst = max(counted, key=lambda m: m.verdict.rank).verdict
-    return WaveVerdict(worst, list(metrics))
+    compared = [m for m in counted if m.metric.compare is not None and not m.misconfigured]
+    if score is None or not compared:
+        worst = max(counted, key=lambda m: m.verdict.rank).verdict
+        return WaveVerdict(worst, list(metrics))
+    outcome, why = wave_score(
+        [_outcome(m) for m in compared], pass_score=score.pass_, marginal_score=score.marginal
+    )
+    summary = Verdict(outcome)
+    if summary != Verdict.failed and not window_passed:
+        summary = Verdict.running
+    others = [m.verdict for m in counted if m not in compared]
+    worst = max([summary, *others], key=lambda v: v.rank)
+    return WaveVerdict(worst, list(metrics), summary, why, tuple(m.metric.id for m in compared))
+
+
+def _outcome(mv: MetricVerdict) -> str:
+    """A compared metric's latest outcome for the score (errors count as undecided)."""
+    if mv.verdict in (Verdict.failed, Verdict.successful):
+        return mv.verdict.value
+    if mv.verdict == Verdict.running and mv.reason.startswith("passes so far"):
+        return "successful"
+    return "inconclusive"
 
 
 def _count(n: int, noun: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -68,7 +68,8 @@ def windows_for(rule: BurnRule, age: timedelta | None) -> tuple[timedelta, timed
     the long window; never below MIN_WINDOW."""
     if age is None or age >= rule.long:
         return rule.long, rule.short
-    long = max(MIN_WINDOW, age)
+    # Whole seconds, as the query writes it (`[68s]`): the text then says what was asked.
+    long = max(MIN_WINDOW, timedelta(seconds=round(age.total_seconds())))
     return long, max(MIN_WINDOW, min(rule.short, long))
 
 
@@ -110,15 +111,19 @@ class BurnAlert:
     short: timedelta
     long_burn: float
     short_burn: float
+    # The long window's queries exactly as sent (templates substituted), where known.
+    errors_query: str = ""
+    total_query: str = ""
 
     def explain(self) -> str:
         shortened = " (the wave's age)" if self.long < self.rule.long else ""
         return (
             f"{self.slo.id} burns its error budget at {_rate(self.long_burn)} over "
-            f"{format_duration(self.long)}{shortened} and {_rate(self.short_burn)} over "
-            f"{format_duration(self.short)} ({self.rule.severity}: both ≥ "
+            f"{prom_duration(self.long)}{shortened} and {_rate(self.short_burn)} over "
+            f"{prom_duration(self.short)} ({self.rule.severity}: both ≥ "
             f"{self.rule.factor:g}x; objective {self.slo.objective:g}%). "
-            f"errors: {self.slo.errors} / total: {self.slo.total}"
+            f"errors: {self.errors_query or self.slo.errors} / "
+            f"total: {self.total_query or self.slo.total}"
         )
 
 
@@ -281,7 +286,12 @@ async def measure_burn(
     )
     if reading.errors:
         return None, reading.errors
-    return evaluate_burn(slo, reading.ratios, age=age), ()
+    status = evaluate_burn(slo, reading.ratios, age=age)
+    sent = []
+    for alert in status.alerts:
+        errors_q, total_q = slo_queries(slo, alert.long, release=release, wave=wave, tiers=tiers)
+        sent.append(replace(alert, errors_query=errors_q, total_query=total_q))
+    return replace(status, alerts=tuple(sent)), ()
 
 
 async def measure_budget(

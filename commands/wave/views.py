@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ from slack_sdk.models.blocks import (
 )
 
 from commands.analysis.judge import MetricVerdict, Verdict, WaveVerdict
+from commands.analysis.measure import warnings_in
+from commands.analysis.polls import cost_forecast, dry_run_line
 from commands.core import Block
 from commands.policy import Metric, Wave
 from commands.text import escape, mention, span
@@ -55,6 +57,7 @@ PAUSE_WORDS = {
     "incident": "an incident is open",
     "manual": "paused by hand",
     "actuator": "the deploy system failed",
+    "misconfigured": "a query of the policy is wrong (misconfigured)",
 }
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -68,6 +71,8 @@ class RolloutView:
     waves: Sequence[Wave]
     judgement: WaveVerdict | None
     now: datetime
+    # metric id → its query in the source's UI (commands/analysis/verdicts.py query_link).
+    links: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def wave(self) -> Wave:
@@ -97,6 +102,9 @@ def sparkline(values: Sequence[float], width: int = 12) -> str:
 
 def condition_text(metric: Metric) -> str:
     parts = []
+    if metric.compare is not None:
+        against = "its baseline query" if metric.compare.explicit else "the last known-good release"
+        parts.append(f"{metric.compare.direction} vs {against}")
     if metric.success is not None:
         parts.append(f"success {metric.success}")
     if metric.failure is not None:
@@ -113,22 +121,33 @@ def value_text(value: float | None, metric: Metric) -> str:
     return f"{value:.4g}{unit}"
 
 
-def metric_line(mv: MetricVerdict) -> str:
+def metric_line(mv: MetricVerdict, link: str | None = None) -> str:
+    """One metric: verdict, value (with the source's warnings), condition, trend, samples, why;
+    the metric's name links to its query in the source's UI where there is a `ui_url`."""
     metric = mv.metric
     trend = sparkline(mv.values)
-    line = (
-        f"{VERDICT_ICONS[mv.verdict]} {metric.id} {value_text(mv.latest, metric)} "
-        f"({condition_text(metric)})"
-    )
+    name = f"<{link}|{metric.id}>" if link else metric.id
+    line = f"{VERDICT_ICONS[mv.verdict]} {name} {value_text(mv.latest, metric)}"
+    if warnings := warnings_in(mv.last_detail):
+        line += f" ⚠️ {escape(warnings)}"
+    line += f" ({condition_text(metric)})"
     if trend:
         line += f" {trend}"
-    line += f" · {mv.valid}/{metric.min_samples} samples"
-    if mv.verdict not in (Verdict.successful, Verdict.running):
+    if metric.compare is None:
+        line += f" · {mv.valid}/{metric.min_samples} samples"
+    if mv.verdict != Verdict.successful and (mv.verdict != Verdict.running or _waiting(mv)):
         # The reason may quote a metric provider's message.
         line += f" · {escape(mv.reason)}"
     if metric.dry_run:
         line += " · dry run (shown, not counted)"
+        if mv.verdict in (Verdict.failed, Verdict.error, Verdict.inconclusive):
+            line += f" · {dry_run_line(mv)}"
     return line
+
+
+def _waiting(mv: MetricVerdict) -> bool:
+    """A running metric that waits for evidence says for how long (or what it compared)."""
+    return "needs ~" in mv.reason or mv.metric.compare is not None
 
 
 def headline(view: RolloutView) -> str:
@@ -154,12 +173,25 @@ def headline(view: RolloutView) -> str:
 
 def status_text(view: RolloutView) -> str:
     lines = [headline(view)]
-    if view.judgement is not None and view.rollout.state in (
+    lines += ["    " + line for line in metric_lines(view)]
+    return "\n".join(lines)
+
+
+def metric_lines(view: RolloutView) -> list[str]:
+    """The status's metric lines, the canary score, and budgets' cost forecasts."""
+    if view.judgement is None or view.rollout.state not in (
         RolloutState.running,
         RolloutState.paused,
     ):
-        lines += ["    " + metric_line(mv) for mv in view.judgement.metrics]
-    return "\n".join(lines)
+        return []
+    judgement = view.judgement
+    lines = [metric_line(mv, view.links.get(mv.metric.id)) for mv in judgement.metrics]
+    if judgement.score is not None:
+        lines.append(f"{VERDICT_ICONS[judgement.score]} canary score: {judgement.score_reason}")
+    for mv in judgement.metrics:
+        if forecast := cost_forecast(mv, view.waves, view.rollout.wave_index):
+            lines.append(f"💰 {forecast}")
+    return lines
 
 
 def overview(rollouts: Sequence[RolloutView], *, total: int) -> tuple[str, list[Block]]:
@@ -266,13 +298,9 @@ def status_blocks(view: RolloutView) -> list[Block]:
         HeaderBlock(text=f"Rollout {view.release.version}"[:150]),
         SectionBlock(text=MarkdownTextObject(text=headline(view)[:3000])),
     ]
-    if view.judgement is not None and view.rollout.state in (
-        RolloutState.running,
-        RolloutState.paused,
-    ):
-        lines = "\n".join(metric_line(mv) for mv in view.judgement.metrics)
-        if lines:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))
+    lines = "\n".join(metric_lines(view))
+    if lines:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))
     plan = " → ".join(
         ("*" + w.name + "*") if i == view.rollout.wave_index else w.name
         for i, w in enumerate(view.waves)

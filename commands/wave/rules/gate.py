@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from commands.access import in_role, require
-from commands.analysis.judge import Verdict, WaveVerdict, judge_metric, judge_wave
-from commands.analysis.measure import Phase, Poll
+from commands.analysis.judge import Verdict, WaveVerdict
+from commands.analysis.verdicts import judge_rows, metric_links
 from commands.core import Context, Forbidden, Request
 from commands.policy import Wave
 from commands.text import span
@@ -25,17 +25,14 @@ def judge_rollout(ctx: Context, rollout: Rollout) -> WaveVerdict:
     rows = wave_measurements(
         rollout.id, rollout.wave_index, since=rollout.wave_started_at, session=ctx.session
     )
-    verdicts = []
-    for metric in ctx.policy.wave_metrics(wave):
-        polls = [Poll(Phase(r.phase), r.value, r.detail or "") for r in rows.get(metric.id, [])]
-        verdicts.append(judge_metric(metric, polls, window_passed=passed))
-    return judge_wave(verdicts, window_passed=passed)
+    return judge_rows(ctx.policy, wave, rows, window_passed=passed)
 
 
 def view_of(ctx: Context, rollout: Rollout, release: Release | None = None) -> views.RolloutView:
     release = release or release_of(ctx, rollout)
     judgement = judge_rollout(ctx, rollout) if rollout.state in ACTIVE else None
-    return views.RolloutView(rollout, release, plan_of(ctx, rollout), judgement, ctx.now())
+    links = metric_links(ctx.policy, judgement)
+    return views.RolloutView(rollout, release, plan_of(ctx, rollout), judgement, ctx.now(), links)
 
 
 def incident_blockers(ctx: Context) -> list[Blocker]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from commands.analysis.judge import Verdict, WaveVerdict
-from commands.analysis.measure import Phase, Reading, classify, render_query
+from commands.analysis.measure import Phase, Reading, classify
+from commands.analysis.polls import cost_forecast, dry_run_findings, dry_run_report, plan_poll
+from commands.analysis.reads import DuePoll
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed
 from commands.policy import Metric, Wave
@@ -21,21 +22,16 @@ from commands.wave.rules.base import (
     note_actuator_failure,
     plan_of,
     release_of,
+    subject_of,
 )
 from commands.wave.rules.gate import judge_rollout, view_of
 from commands.wave.rules.pause import pause_rollout
-from commands.wave.rules.posts import audit, post_event
+from commands.wave.rules.posts import audit, post_event, publish_status
 from commands.wave.rules.rollback import rollback_release
 from storage.audit import Outcome, event_exists, record_event
 from storage.measurements import add_measurement, wave_measurements
 from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.rollouts import active_rollouts, mark_ready, set_verdict
-
-
-@dataclass(frozen=True)
-class DuePoll:
-    metric: Metric
-    query: str
 
 
 def due_polls(ctx: Context, rollout: Rollout) -> list[DuePoll]:
@@ -55,14 +51,16 @@ def due_polls(ctx: Context, rollout: Rollout) -> list[DuePoll]:
             wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
             if now - last.taken_at < wait:
                 continue
-        query = render_query(
-            metric.query,
-            release=release.version,
-            wave=wave.name,
-            tiers=list(wave.tiers),
-            window=format_duration(metric.interval),
+        due.append(
+            plan_poll(
+                metric,
+                release=release,
+                wave=wave,
+                wave_started_at=rollout.wave_started_at,
+                now=now,
+                session=ctx.session,
+            )
         )
-        due.append(DuePoll(metric, query))
     return due
 
 
@@ -79,8 +77,8 @@ def record_readings(
         return 0
     assert rollout.id is not None
     for metric, reading in readings:
-        poll = classify(metric, reading)
-        add_measurement(
+        poll = classify(metric, reading, path=ctx.policy.metric_path(metric))
+        row = add_measurement(
             rollout_id=rollout.id,
             wave_index=wave_index,
             metric=metric.id,
@@ -90,6 +88,7 @@ def record_readings(
             at=taken_at,
             session=ctx.session,
         )
+        row.volume = poll.volume
     return len(readings)
 
 
@@ -126,9 +125,8 @@ async def react(ctx: Context, rollout: Rollout) -> Verdict | None:
             kind = PauseKind.budget if _only_budgets(judgement) else PauseKind.failed
             await pause_rollout(ctx, rollout, kind=kind, reason=judgement.reason, actor=SYSTEM)
         elif verdict == Verdict.error:
-            await pause_rollout(
-                ctx, rollout, kind=PauseKind.blind, reason=judgement.reason, actor=SYSTEM
-            )
+            kind = PauseKind.misconfigured if judgement.misconfigured else PauseKind.blind
+            await pause_rollout(ctx, rollout, kind=kind, reason=judgement.reason, actor=SYSTEM)
         elif verdict == Verdict.inconclusive:
             await pause_rollout(
                 ctx, rollout, kind=PauseKind.inconclusive, reason=judgement.reason, actor=SYSTEM
@@ -147,8 +145,26 @@ async def react(ctx: Context, rollout: Rollout) -> Verdict | None:
     # lock); a promotion already started the next wave's verdict afresh.
     # (The reaction may have moved the rollout: read its state afresh.)
     if rollout.wave_index == index and RolloutState(rollout.state) != RolloutState.complete:
+        changed = rollout.verdict != verdict.value
         set_verdict(rollout, verdict.value, session=ctx.session)
+        if changed and rollout.state == RolloutState.running:
+            # The message says what the thread says: a new verdict is shown at once.
+            publish_status(ctx, rollout, release)
+    report_dry_runs(ctx, rollout, judgement, label=views.wave_label(waves, index))
     return verdict
+
+
+def report_dry_runs(ctx: Context, rollout: Rollout, judgement: WaveVerdict, *, label: str) -> None:
+    """A dry-run metric that would have paused the wave says so once in the thread."""
+    release = release_of(ctx, rollout)
+    for mv in dry_run_findings(judgement.metrics):
+        started = int(rollout.wave_started_at.timestamp())
+        detail = f"{mv.metric.id}@{rollout.id}:{rollout.wave_index}:{started}"
+        subject = subject_of(release)
+        if event_exists(action="wave.dry_run", subject=subject, detail=detail, session=ctx.session):
+            continue
+        post_event(ctx, rollout, dry_run_report(mv, wave_label=label))
+        audit(ctx, release, "wave.dry_run", actor=SYSTEM, detail=detail)
 
 
 async def _wave_ready(ctx: Context, rollout: Rollout, release: Release, waves: list[Wave]) -> None:
@@ -177,6 +193,8 @@ async def _wave_ready(ctx: Context, rollout: Rollout, release: Release, waves: l
         f"{format_duration(wave.observe)}, every metric passed.{held} {who_may}: promote to "
         f"{onward}."
     )
+    forecasts = [cost_forecast(m, waves, index) for m in judge_rollout(ctx, rollout).metrics]
+    text += "".join(f"\n💰 {f}" for f in forecasts if f)
     post_event(ctx, rollout, text, [views.promote_button(view_of(ctx, rollout, release))])
     audit(ctx, release, "wave.ready", actor=SYSTEM, detail=f"{label} ready for promotion")
 

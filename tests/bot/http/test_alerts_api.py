@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlmodel import Session, col, select
 
+from bot.telemetry import REGISTRY
 from storage.models import AuditEvent, Incident, IncidentStatus, TimelineEntry
 from tests.conftest import COMMANDER, Service
 from tests.support.clock import FakeClock
@@ -41,7 +43,10 @@ def alertmanager(
                 "labels": {**labels, "route": f"/v1/generate/{n}"},
                 "annotations": {"summary": "LLM provider error rate above 20%"},
                 "startsAt": "2026-11-27T09:58:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
+                # Alertmanager's zero time while firing.
+                "endsAt": "2026-11-27T10:04:00Z"
+                if status == "resolved"
+                else "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus:9090/graph?g0.expr=x",
                 "fingerprint": f"f{n}",
             }
@@ -91,13 +96,17 @@ async def test_a_firing_alert_declares_its_class_once(service: Service) -> None:
     assert invite.args["users"] == COMMANDER
     resolved = await post_alerts(service, alertmanager("resolved", alerts=3))
     assert await resolved.json() == {"action": "updated", "incident": 1}
-    assert timeline_kinds(service) == ["declared", "automation", "alert", "alert"]
+    assert timeline_kinds(service) == ["declared", "automation", "alert", "alert", "alert"]
     # Alerts resolving do not resolve the incident: people do.
     assert stored(service)[0].status == "declared"
     with Session(service.runtime.engine) as session:
         entries = list(session.exec(select(TimelineEntry).where(TimelineEntry.kind == "alert")))
-    assert entries[0].text == "Alertmanager: 3 alert(s) firing: ProviderErrors"
-    assert entries[1].text == "Alertmanager: the alerts resolved: ProviderErrors"
+    source = "source: http://prometheus:9090/graph?g0.expr=x"
+    assert entries[1].text == f"Alertmanager: 3 alert(s) firing: ProviderErrors; {source}"
+    assert (
+        entries[2].text
+        == f"Alertmanager: resolved at 2026-11-27T10:04:00Z: ProviderErrors; {source}"
+    )
 
 
 async def test_severity_label_and_a_recurrence_after_resolve(service: Service) -> None:
@@ -116,12 +125,91 @@ async def test_severity_label_and_a_recurrence_after_resolve(service: Service) -
 
 
 async def test_alerts_that_name_no_class_are_ignored(service: Service) -> None:
+    before = ignored_count("no_class")
     response = await post_alerts(service, alertmanager(labels={"alertname": "DiskFull"}))
     assert response.status == 200
-    assert await response.json() == {"action": "ignored", "incident": None}
+    assert await response.json() == {
+        "action": "ignored",
+        "reason": "no incident_class label",
+        "incident": None,
+    }
     resolved_first = await post_alerts(service, alertmanager("resolved", group_key="new"))
-    assert await resolved_first.json() == {"action": "ignored", "incident": None}
+    assert (await resolved_first.json())["action"] == "ignored"
     assert stored(service) == []
+    assert ignored_count("no_class") - before == 1
+
+
+def ignored_count(reason: str) -> float:
+    return REGISTRY.get_sample_value("wavegate_alerts_ignored_total", {"reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "says"),
+    [
+        (
+            alertmanager(labels={"alertname": "X", "incident_class": "db-fire"}),
+            "unknown_class",
+            "unknown incident class 'db-fire' (classes: ",
+        ),
+        ({**alertmanager("pending"), "status": "pending"}, "status", "no firing or resolved"),
+    ],
+)
+async def test_what_cannot_be_acted_on_is_answered_2xx_so_alertmanager_stops_retrying(
+    service: Service, body: Any, reason: str, says: str
+) -> None:
+    before = ignored_count(reason)
+    for _ in range(2):  # Alertmanager would re-send a 4xx forever; a 2xx it sends once
+        response = await post_alerts(service, body)
+        assert response.status == 200
+        answer = await response.json()
+        assert answer["action"] == "ignored"
+        assert answer["reason"].startswith(says)
+    assert ignored_count(reason) - before == 2
+    assert stored(service) == []
+    assert service.slack.calls == []
+
+
+async def test_a_group_key_of_any_length_declares_once_and_is_stored_as_a_hash(
+    service: Service,
+) -> None:
+    labels = {f"label_{n:02d}": f"value-{'x' * 25}-{n}" for n in range(16)}
+    key = "{}:{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    assert len(key) > 600
+    body = alertmanager(group_key=key)
+    first = await post_alerts(service, body)
+    again = await post_alerts(service, body)
+    assert (first.status, again.status) == (201, 200)
+    assert (await again.json())["action"] == "updated"
+    [incident] = stored(service)
+    assert incident.alert_group_key == "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+async def test_repeat_notifications_update_one_message_in_the_incident_channel(
+    service: Service,
+) -> None:
+    for count in (1, 2, 3, 3):
+        await post_alerts(service, alertmanager(alerts=count))
+        await service.delivery.deliver_due()
+    in_channel = [
+        c
+        for c in service.slack.calls
+        if c.args.get("channel") == "C0INC0001" and "Alertmanager" in str(c.args.get("text", ""))
+    ]
+    posted = [c for c in in_channel if c.method == "chat.postMessage"]
+    updated = [c for c in in_channel if c.method == "chat.update"]
+    assert len(posted) == 1
+    assert len(updated) >= 1
+    assert "3 alert(s) firing" in updated[-1].args["text"]
+
+
+@pytest.mark.parametrize(
+    ("label", "severity"),
+    [("critical", 1), ("error", 2), ("high", 2), ("warning", 3), ("info", 4), ("2", 2)],
+)
+async def test_severity_labels_are_mapped(service: Service, label: str, severity: int) -> None:
+    labels = {"alertname": "X", "incident_class": "provider-outage", "severity": label}
+    await post_alerts(service, alertmanager(labels=labels))
+    assert stored(service)[0].severity == severity
 
 
 @pytest.mark.parametrize(
@@ -131,11 +219,6 @@ async def test_alerts_that_name_no_class_are_ignored(service: Service) -> None:
         ([1, 2], "the body must be a JSON object"),
         ({"status": "firing", "alerts": []}, "groupKey: Field required"),
         ({**alertmanager(), "alerts": []}, "alerts: List should have at least 1 item"),
-        ({**alertmanager(), "status": "pending"}, "status: Input should be 'firing' or 'resolved'"),
-        (
-            alertmanager(labels={"alertname": "X", "incident_class": "db-fire"}),
-            "unknown incident class 'db-fire' in the alert's labels; classes: provider-outage",
-        ),
     ],
 )
 async def test_bad_bodies_get_400_with_a_clear_error_and_change_nothing(
