@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
 from commands.values import format_duration
@@ -29,10 +31,9 @@ LISTED = 40
 family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
 
 
-def _failed(inv: Invocation, err: ActuatorUnavailable) -> Reply:
-    """The deploy system said no: nothing changed; offer to run the same command again."""
-    retry = {"command": inv.request.command, "text": inv.request.text}
-    return retry_reply(inv.ctx, err, actor=inv.actor, retry=retry)
+def _retry(inv: Invocation) -> dict[str, Any]:
+    """What a Retry button runs if the deploy system says no: the same command again."""
+    return {"command": inv.request.command, "text": inv.request.text}
 
 
 @family.command("status", "/wave status [RELEASE]")
@@ -99,10 +100,16 @@ async def start(inv: Invocation) -> Reply:
         raise inv.usage_error(f"the policy has no plan {plan!r}; plans: {plans}")
     try:
         rollout = await start_rollout(
-            inv.ctx, release, plan, actor=inv.actor, request=inv.request, force_reason=force
+            inv.ctx,
+            release,
+            plan,
+            actor=inv.actor,
+            request=inv.request,
+            force_reason=force,
+            retry=_retry(inv),
         )
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     wave = inv.ctx.policy.plans[plan][0]
     return Reply(
         f"Started {release.version} (plan {plan}): wave 1 ({wave.name}) — "
@@ -126,10 +133,15 @@ async def promote(inv: Invocation) -> Reply:
     waves = plan_of(inv.ctx, target.rollout)
     try:
         rollout = await promote_rollout(
-            inv.ctx, target.rollout, actor=inv.actor, request=inv.request, force_reason=force
+            inv.ctx,
+            target.rollout,
+            actor=inv.actor,
+            request=inv.request,
+            force_reason=force,
+            retry=_retry(inv),
         )
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     if rollout.state == RolloutState.complete:
         return Reply(
             f"Promoted {views.wave_label(waves, before)}: {target.release.version} is complete."
@@ -150,10 +162,15 @@ async def pause(inv: Invocation) -> Reply:
     require(inv.ctx.policy, "wave.pause", inv.request, subject=subject_of(target.release))
     try:
         await pause_rollout(
-            inv.ctx, target.rollout, kind=PauseKind.manual, reason=reason, actor=inv.actor
+            inv.ctx,
+            target.rollout,
+            kind=PauseKind.manual,
+            reason=reason,
+            actor=inv.actor,
+            retry=_retry(inv),
         )
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     return Reply(
         f"Paused {target.release.version}. `/wave resume {target.release.version}` continues."
     )
@@ -166,9 +183,9 @@ async def resume(inv: Invocation) -> Reply:
     no_extra_words(inv, target.rest)
     require(inv.ctx.policy, "wave.resume", inv.request, subject=subject_of(target.release))
     try:
-        rollout = await resume_rollout(inv.ctx, target.rollout, actor=inv.actor)
+        rollout = await resume_rollout(inv.ctx, target.rollout, actor=inv.actor, retry=_retry(inv))
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     waves = plan_of(inv.ctx, rollout)
     return Reply(
         f"Resumed {target.release.version}: {views.wave_label(waves, rollout.wave_index)} is "
