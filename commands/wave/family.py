@@ -21,7 +21,12 @@ from commands.wave.rules.pause import pause_rollout, resume_rollout
 from storage.audit import events_for
 from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.releases import get_release
-from storage.rollouts import active_rollouts, count_active_rollouts, rollout_of
+from storage.rollouts import (
+    active_rollouts,
+    count_active_rollouts,
+    rollout_of,
+    starting_rollouts,
+)
 
 # Up to this many active rollouts, `/wave status` shows each with its metrics; beyond it, one line
 # each (at most LISTED), since judging every rollout would outlast Slack's 3-second ack.
@@ -58,16 +63,21 @@ async def show_status(inv: Invocation) -> Reply:
         pairs: list[tuple[Rollout, Release]] = [(rollout, release)]
     else:
         total = count_active_rollouts(session=ctx.session)
-        if total == 0:
+        # Starts claimed and not yet confirmed are shown too, as in progress (DESIGN §10).
+        starting = starting_rollouts(session=ctx.session)
+        if total == 0 and not starting:
             return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
         if total > DETAILED:
             listed = [
                 views.RolloutView(rollout, release, plan_of(ctx, rollout), None, ctx.now())
-                for rollout, release in active_rollouts(session=ctx.session, limit=LISTED)
+                for rollout, release in [
+                    *starting,
+                    *active_rollouts(session=ctx.session, limit=LISTED),
+                ]
             ]
             text, blocks = views.overview(listed, total=total)
             return Reply(text, blocks=blocks)
-        pairs = active_rollouts(session=ctx.session)
+        pairs = [*starting, *active_rollouts(session=ctx.session)]
     texts, blocks = [], []
     for rollout, release in pairs:
         view = view_of(ctx, rollout, release)
