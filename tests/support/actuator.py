@@ -104,13 +104,11 @@ class FakeDeploySystem:
         """What the deploy system did, release by release, from the webhooks it accepted."""
         return replay(self.accepted)
 
-    async def wait_for(self, count: int, *, timeout: float = 20.0) -> None:
-        """Until `count` webhooks have arrived."""
+    async def wait_for(self, count: int) -> None:
+        """Until `count` webhooks have arrived (at most 20 s)."""
         assert self._arrived is not None
-        async with self._arrived:
-            await asyncio.wait_for(
-                self._arrived.wait_for(lambda: len(self.received) >= count), timeout
-            )
+        async with asyncio.timeout(20), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.received) >= count)
 
     async def start(self) -> FakeDeploySystem:
         self._arrived = asyncio.Condition()
