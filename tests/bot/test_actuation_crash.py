@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,20 +15,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlmodel import Session, col, select
 
-from storage.db import make_engine
-from storage.models import AuditEvent
-from tests.bot.test_serve_process import free_port, wait_healthy
-from tests.support.actuator import SECRET, FakeDeploySystem
-from tests.support.paths import ROOT
+from tests.support.actuator import FakeDeploySystem
+from tests.support.serve import Served
 from tests.support.signing import (
     block_action,
     interaction_body,
     signed_headers,
     slash_body,
 )
-from tests.support.slack import BOT_TOKEN, FakeSlack
+from tests.support.slack import FakeSlack
 
 API_TOKEN = "crash-api-token"
 POLICY = """
@@ -56,56 +49,6 @@ async def deploy() -> AsyncIterator[FakeDeploySystem]:
     fake = await FakeDeploySystem().start()
     yield fake
     await fake.stop()
-
-
-class Served:
-    """One `wavegate serve` process, restartable on the same database and port."""
-
-    def __init__(self, tmp: Path, slack: FakeSlack, deploy: FakeDeploySystem) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        policy = tmp / "policy.yml"
-        policy.write_text(POLICY.format(url=deploy.url))
-        self.database = f"sqlite:///{tmp / 'serve.db'}"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_"))},
-            "PYTHONPATH": str(ROOT),
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": "test-signing-secret",
-            "SLACK_API_URL": slack.api_url,
-            "DATABASE_URL": self.database,
-            "WAVEGATE_POLICY": str(policy),
-            "WAVEGATE_ACTUATOR_SECRET": SECRET,
-            "WAVEGATE_API_TOKEN": API_TOKEN,
-            "PORT": str(self.port),
-        }
-        self.cli = [sys.executable, "-m", "bot.cli"]
-        subprocess.run(
-            [*self.cli, "db", "upgrade"], env=self.env, check=True, capture_output=True, timeout=60
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def spawn(self) -> None:
-        self.process = subprocess.Popen(
-            [*self.cli, "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        wait_healthy(self.url, self.process)
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self.spawn)
-
-    def stop(self, how: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(how)
-        self.process.wait(timeout=30)
-
-    def audit(self, action: str) -> list[AuditEvent]:
-        engine = make_engine(self.database)
-        with Session(engine) as session:
-            query = select(AuditEvent).where(AuditEvent.action == action)
-            events = list(session.exec(query.order_by(col(AuditEvent.id))))
-        engine.dispose()
-        return events
 
 
 async def slash(http: aiohttp.ClientSession, served: Served, slack: FakeSlack, text: str) -> str:
@@ -189,7 +132,7 @@ async def converged(http: aiohttp.ClientSession, served: Served) -> dict[str, di
 async def test_actions_held_at_a_crash_are_resent_with_their_key_and_settled(
     how: signal.Signals, tmp_path: Path, slack: FakeSlack, deploy: FakeDeploySystem
 ) -> None:
-    served = Served(tmp_path, slack, deploy)
+    served = Served(tmp_path, slack, POLICY.format(url=deploy.url), api_token=API_TOKEN)
     await served.start()
     async with aiohttp.ClientSession() as http:
         try:
