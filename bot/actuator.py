@@ -3,7 +3,9 @@
 `POST <actuator.url>` with the JSON body of an `Actuation`, signed with
 `X-Wavegate-Signature: v1=<hex HMAC-SHA256 of "v1:{timestamp}:{body}">`. Non-2xx, connection
 errors and timeouts are retried with exponential backoff; every retry carries the same
-`idempotency_key`, so the deploy system can drop a duplicate.
+`idempotency_key`, so the deploy system can drop a duplicate. The caller holds no database
+transaction, connection or lock while this runs (DESIGN §10: claim, call, settle). A failure
+is summarised as status and reason phrase: the deploy system's body is never passed on.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import os
 import time
 from collections.abc import Mapping
+from http import HTTPStatus
 
 import aiohttp
 
@@ -44,7 +46,7 @@ class WebhookActuator:
                 f"the actuator secret is not set (environment variable {self.config.secret_env})",
                 attempts=0,
             )
-        body = json.dumps(actuation.body(), separators=(",", ":"), sort_keys=True)
+        body = actuation.json()
         attempts = self.config.retries + 1
         timeout = aiohttp.ClientTimeout(total=self.config.timeout.total_seconds())
         problem = "no attempt made"
@@ -62,8 +64,7 @@ class WebhookActuator:
                 ):
                     if 200 <= response.status < 300:
                         return
-                    text = (await response.text())[:200].strip()
-                    problem = f"HTTP {response.status}" + (f": {text}" if text else "")
+                    problem = status_summary(response.status)
             except TimeoutError:
                 problem = f"no answer within {self.config.timeout.total_seconds():g}s"
             except aiohttp.ClientError as exc:
@@ -79,6 +80,15 @@ class WebhookActuator:
             if attempt < attempts:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
         raise ActuatorFailed(problem, attempts=attempts)
+
+
+def status_summary(status: int) -> str:
+    """`HTTP 503 Service Unavailable`: the standard phrase, not the server's own words (its
+    body or reason line could carry anything into Slack)."""
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def build_actuator(

@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
@@ -35,6 +39,14 @@ class Actuation:
 
     def body(self) -> dict[str, Any]:
         return asdict(self)
+
+    def json(self) -> str:
+        """The body as sent, and as a claim keeps it for a re-send (DESIGN §10)."""
+        return json.dumps(self.body(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Actuation:
+        return cls(**json.loads(text))
 
 
 class ActuatorFailed(Exception):
@@ -89,10 +101,17 @@ class IncidentChat(Protocol):
         """The text of one message (for a message pinned by reaction), None when unreadable."""
 
 
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 @dataclass
 class Ports:
     """The services handed to every command, button, job and API call through `Context`."""
 
+    # Names this process on the claims it sends, so a recovering leader can tell its own
+    # in-flight actions from those a crashed process left (commands/wave/rules/actuation.py).
+    instance: str = field(default_factory=instance_name)
     actuator: Actuator = field(default_factory=LocalActuator)
     sources: Mapping[str, MetricSource] = field(default_factory=dict)
     # None where no chat system is connected: incident channels cannot be made.

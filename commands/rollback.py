@@ -69,15 +69,13 @@ async def confirm_rollback(ctx: Context, request: Request, version: str, reason:
     if not reason.strip():
         raise UsageError("a rollback needs a reason", usage=USAGE)
     require(ctx.policy, "rollback", request, subject=subject_of(release))
+    retry = {"action_id": views.ROLLBACK_CONFIRM, "value": {"release": version, "reason": reason}}
     try:
-        rollout = await rollback_release(ctx, release, reason=reason.strip(), actor=request.user_id)
+        await rollback_release(
+            ctx, release, reason=reason.strip(), actor=request.user_id, retry=retry
+        )
     except ActuatorUnavailable as err:
-        retry = {
-            "action_id": views.ROLLBACK_CONFIRM,
-            "value": {"release": version, "reason": reason},
-        }
-        return retry_reply(ctx, err, actor=request.user_id, retry=retry)
-    del rollout
+        return retry_reply(err)
     target = last_known_good(session=ctx.session, excluding=release.id)
     to = f"to {target.version}" if target else "with no last known-good release (target null)"
     return Reply(f"Rolled back {release.version} {to}. Reason: {escape(reason.strip())}")

@@ -26,11 +26,31 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# The pool and its timeouts (DESIGN §10). No unit of work holds a connection across an await:
+# claims and settles are short transactions and the network is awaited between them. So the
+# connections checked out at once are bounded by the threads doing database work (the event
+# loop, plus the few `asyncio.to_thread` calls such as the leader's lease renewal), not by the
+# commands in flight: 50 commands waiting on a slow deploy system hold none. A small pool is
+# enough, and a checkout that has to wait means something holds a connection across an await;
+# it fails within POOL_TIMEOUT instead of freezing the event loop for SQLAlchemy's default 30 s.
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
+POOL_TIMEOUT = 5.0
+# Recycled before PostgreSQL or a proxy (PgBouncer, a cloud load balancer) drops idle ones.
+POOL_RECYCLE = 1800
+# How long SQLite waits for another process's write lock (the CLI's `db upgrade`, a second
+# local process). Within one process writers never wait on each other, since no transaction
+# spans an await; a wait blocks the event loop, so it is kept short.
+SQLITE_BUSY_MS = 5000
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
+            **kwargs,
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -39,11 +59,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             if ":memory:" not in url and url != "sqlite://":
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": POOL_SIZE,
+        "max_overflow": POOL_OVERFLOW,
+        "pool_timeout": POOL_TIMEOUT,
+        "pool_recycle": POOL_RECYCLE,
+        # A connection attempt to a database that does not answer fails fast too.
+        "connect_args": {"connect_timeout": 5},
+        **kwargs,
+    }
+    return sa.create_engine(url, **options)
 
 
 @contextmanager

@@ -122,6 +122,9 @@ class SlackRateLimit(SQLModel, table=True):
 
 
 class RolloutState(StrEnum):
+    # A start is claimed but the deploy system has not confirmed it: not active yet, never
+    # polled, and the release is still a candidate (DESIGN §10).
+    starting = "starting"
     running = "running"
     paused = "paused"
     complete = "complete"
@@ -162,6 +165,27 @@ class Rollout(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     # When the current wave was found ready and its approvers were offered Promote (once a wave).
     ready_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # The action claimed and sent to the deploy system but not settled yet (DESIGN §10): at
+    # most one per rollout. Settling reads only these columns, so a leader that finds a claim
+    # left by a crash can re-send `pending_body` (same idempotency key) and settle it.
+    pending_action: str | None = Field(default=None, max_length=20)
+    pending_actor: str | None = Field(default=None, max_length=64)
+    pending_reason: str | None = Field(default=None, max_length=2000)
+    pending_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    pending_key: str | None = Field(default=None, max_length=200)
+    # The process that sends it; a recovering leader takes the claim over by changing it.
+    pending_owner: str | None = Field(default=None, max_length=120)
+    # Where success moves the rollout: state, wave index, rollback target version.
+    pending_state: RolloutState | None = Field(default=None, sa_type=EnumText(RolloutState))
+    pending_wave_index: int | None = None
+    pending_target: str | None = Field(default=None, max_length=100)
+    # The webhook body exactly as sent (JSON), and what settling needs besides (JSON: pause
+    # kind, gates forced past, incidents, the Retry button).
+    pending_body: str | None = None
+    pending_note: str | None = None
+    # An incident's pause that arrived while a promote or resume was pending (JSON): run right
+    # after that action settles.
+    queued_pause: str | None = None
 
 
 class Measurement(SQLModel, table=True):

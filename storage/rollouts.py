@@ -122,3 +122,158 @@ def mark_ready(rollout: Rollout, *, at: datetime, session: Session) -> bool:
     )
     session.refresh(rollout)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- claims (DESIGN §10)
+
+# What a settled or released claim leaves behind: no pending action.
+CLEARED: dict[str, Any] = {
+    "pending_action": None,
+    "pending_actor": None,
+    "pending_reason": None,
+    "pending_since": None,
+    "pending_key": None,
+    "pending_owner": None,
+    "pending_state": None,
+    "pending_wave_index": None,
+    "pending_target": None,
+    "pending_body": None,
+    "pending_note": None,
+}
+
+
+def claim_rollout(rollout: Rollout, *, session: Session, **pending: Any) -> bool:
+    """Record a pending action, only if nobody changed the rollout since it was read and no
+    action is pending on it; bumps the version. False: refused (`rollout` is reloaded)."""
+    assert rollout.id is not None
+    seen = rollout.version
+    statement = (
+        sa.update(Rollout)
+        .where(
+            col(Rollout.id) == rollout.id,
+            col(Rollout.version) == seen,
+            col(Rollout.pending_action).is_(None),
+        )
+        .values(version=seen + 1, **pending)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(statement)
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _of_claim(rollout: Rollout, key: str, owner: str | None) -> list[Any]:
+    conditions = [col(Rollout.id) == rollout.id, col(Rollout.pending_key) == key]
+    if owner is not None:
+        conditions.append(col(Rollout.pending_owner) == owner)
+    return conditions
+
+
+def settle_claim(
+    rollout: Rollout,
+    *,
+    key: str,
+    owner: str | None,
+    session: Session,
+    released: bool = False,
+    **values: Any,
+) -> bool:
+    """Clear the claim `key` (still held by `owner`, when given) and apply `values`. False: the
+    claim was settled or taken over by someone else.
+
+    The claim's version bump stands for the change it settles; a `released` claim (the deploy
+    system said no) gives it back, since the rollout is exactly where it was before the claim
+    (nothing else changes a rollout while an action is pending on it)."""
+    assert rollout.id is not None
+    version = col(Rollout.version) - 1 if released else col(Rollout.version)
+    statement = (
+        sa.update(Rollout)
+        .where(*_of_claim(rollout, key, owner))
+        .values(version=version, **{**CLEARED, **values})
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(statement)
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def drop_start_claim(rollout: Rollout, *, key: str, owner: str | None, session: Session) -> bool:
+    """A start the deploy system did not confirm: the rollout row goes, the release stays a
+    candidate. False: settled or taken over meanwhile."""
+    assert rollout.id is not None
+    statement = (
+        sa.delete(Rollout)
+        .where(*_of_claim(rollout, key, owner), col(Rollout.state) == RolloutState.starting)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(statement)
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        session.expunge(rollout)
+        return True
+    session.refresh(rollout)
+    return False
+
+
+def take_over_claim(rollout: Rollout, *, key: str, owner: str, session: Session) -> bool:
+    """A recovering leader makes a claim its own, so its first sender (if it still lives)
+    leaves settling to it. Not a change of state: the version stays."""
+    assert rollout.id is not None
+    statement = (
+        sa.update(Rollout)
+        .where(col(Rollout.id) == rollout.id, col(Rollout.pending_key) == key)
+        .values(pending_owner=owner)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(statement)
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def set_queued_pause(rollout: Rollout, queued: str | None, *, session: Session) -> bool:
+    """Queue (or clear) an incident's pause behind the pending action; False when no action
+    is pending any more (the caller pauses at once instead)."""
+    assert rollout.id is not None
+    conditions = [col(Rollout.id) == rollout.id]
+    if queued is not None:
+        conditions.append(col(Rollout.pending_action).is_not(None))
+    result = session.execute(
+        sa.update(Rollout)
+        .where(*conditions)
+        .values(queued_pause=queued)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def pending_rollouts(*, session: Session) -> list[tuple[Rollout, Release]]:
+    """Rollouts with an action claimed and not settled, oldest claim first."""
+    query = (
+        select(Rollout, Release)
+        .join(Release, col(Release.id) == col(Rollout.release_id))
+        .where(col(Rollout.pending_action).is_not(None))
+        .order_by(col(Rollout.pending_since), col(Rollout.id))
+    )
+    return [(r, rel) for r, rel in session.exec(query)]
+
+
+def starting_rollouts(*, session: Session) -> list[tuple[Rollout, Release]]:
+    """Starts claimed and not yet confirmed by the deploy system."""
+    query = (
+        select(Rollout, Release)
+        .join(Release, col(Release.id) == col(Rollout.release_id))
+        .where(Rollout.state == RolloutState.starting)
+        .order_by(col(Rollout.id))
+    )
+    return [(r, rel) for r, rel in session.exec(query)]
+
+
+def pending_or_active_rollouts(*, session: Session) -> list[tuple[Rollout, Release]]:
+    """Running, paused and starting rollouts, oldest first (an incident pauses or queues)."""
+    query = (
+        select(Rollout, Release)
+        .join(Release, col(Release.id) == col(Rollout.release_id))
+        .where(col(Rollout.state).in_((*ACTIVE, RolloutState.starting)))
+        .order_by(col(Rollout.id))
+    )
+    return [(r, rel) for r, rel in session.exec(query)]

@@ -29,6 +29,19 @@ def rollout_json(rollout: Rollout, release: Release, policy: Policy) -> dict[str
         "verdict": rollout.verdict,
         "pause_kind": rollout.pause_kind,
         "paused_reason": rollout.paused_reason,
+        "pending_action": pending_json(rollout),
+    }
+
+
+def pending_json(rollout: Rollout) -> dict[str, Any] | None:
+    """The action sent to the deploy system and not settled yet (DESIGN §10), or None."""
+    if rollout.pending_action is None:
+        return None
+    return {
+        "action": rollout.pending_action,
+        "actor": rollout.pending_actor,
+        "since": iso(rollout.pending_since),
+        "idempotency_key": rollout.pending_key,
     }
 
 

@@ -76,15 +76,18 @@ async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
                 taken_at=ctx.now(),
                 readings=[(d.metric, r) for d, r in zip(due, readings, strict=True)],
             )
-            # The polls are kept even if the reaction fails, and its actuator call (which may
-            # take seconds) is not awaited inside this write. (The commit is fenced.)
-            ctx.session.commit()
-            before = (rollout.version, rollout.verdict)
-            verdict = await react(ctx, rollout)
-            if drift is not None:
-                await apply(ctx, rollout, checks, drift)
-            if recorded and (rollout.version, rollout.verdict) == before:
-                refresh_status(ctx, rollout)  # new values; a change already published
+    # The reaction runs outside the lock: an action it takes is claimed and settled in short
+    # transactions of its own, with nothing held while the deploy system answers (DESIGN §10).
+    with runtime.unit() as ctx:
+        rollout = get_rollout(rollout_id, session=ctx.session)
+        if rollout is None:
+            return None
+        before = (rollout.version, rollout.verdict)
+        verdict = await react(ctx, rollout)
+        if drift is not None:
+            await apply(ctx, rollout, checks, drift)
+        if recorded and (rollout.version, rollout.verdict) == before:
+            refresh_status(ctx, rollout)  # new values; a change already published
     return verdict
 
 

@@ -20,15 +20,8 @@ from commands.analysis.measure import MetricSource, Reading, render_query
 from commands.analysis.slo import prom_duration
 from commands.core import Conflict, Context
 from commands.policy import Metric, Wave
-from commands.wave.rules.base import (
-    SYSTEM,
-    ActuatorUnavailable,
-    note_actuator_failure,
-    plan_of,
-    release_of,
-)
+from commands.wave.rules.base import SYSTEM, ActuatorUnavailable, plan_of, release_of
 from commands.wave.rules.pause import pause_rollout
-from storage.audit import event_exists
 from storage.models import PauseKind, Rollout, RolloutState
 
 log = logging.getLogger(__name__)
@@ -118,12 +111,8 @@ async def apply(ctx: Context, rollout: Rollout, checks: Checks, drift: Drift) ->
         await pause_rollout(
             ctx, rollout, kind=PauseKind(drift.kind), reason=drift.reason, actor=SYSTEM
         )
-    except ActuatorUnavailable as err:
-        # Left running; the next cycle tries again. Said once per state of the rollout.
-        detail = f"{err.action}@v{rollout.version}"
-        action, subject = err.action or "wave", err.subject or "-"
-        if not event_exists(action=action, subject=subject, detail=detail, session=ctx.session):
-            note_actuator_failure(ctx, err, actor=SYSTEM, retry=None, detail=detail)
+    except ActuatorUnavailable:
+        # Left running (the thread says so, once per state); the next cycle tries again.
         return False
     except Conflict:
         return False  # changed under us

@@ -20,7 +20,7 @@ from commands.incident.rules import (
 from commands.policy import IncidentClass
 from commands.ports import Channel, IncidentChat, NameTaken
 from commands.wave.rules.pause import pause_running_rollouts
-from storage.incidents import count_declared_between, link_paused_rollout
+from storage.incidents import count_declared_between
 from storage.models import Incident, PauseKind, Rollout
 from storage.releases import get_release
 from storage.rollouts import active_rollouts
@@ -125,17 +125,24 @@ async def run_automations(
 
 
 async def pause_rollouts(ctx: Context, incident: Incident, *, actor: str) -> list[Rollout]:
-    """Pause every running rollout with the incident as the reason, and remember which."""
+    """Pause every running rollout with the incident as the reason (each linked to it when its
+    pause settles); one with a promote or resume in flight is paused right after it settles."""
     assert incident.id is not None
     reason = f"incident #{incident.id} ({incident.incident_class}): {incident.summary}"
-    paused = await pause_running_rollouts(
-        ctx, kind=PauseKind.incident, reason=reason[:2000], actor=actor
+    done = await pause_running_rollouts(
+        ctx, kind=PauseKind.incident, reason=reason[:2000], actor=actor, incident=incident.id
     )
-    for rollout in paused:
-        assert rollout.id is not None
-        link_paused_rollout(incident.id, rollout.id, session=ctx.session)
-    named = [(rollout, version_of(ctx, rollout)) for rollout in paused]
-    text = views.paused_text(named)
+    named = [(rollout, version_of(ctx, rollout)) for rollout in done.paused]
+    lines = [views.paused_text(named)]
+    lines += [
+        f"Queued a pause of {version_of(ctx, r)} right after {what}." for r, what in done.queued
+    ]
+    lines += [
+        f"The deploy system did not confirm the pause of {version_of(ctx, r)}: it is still "
+        "running (its thread offers Retry)."
+        for r in done.failed
+    ]
+    text = "\n".join(lines)
     record(
         ctx,
         incident,
@@ -147,4 +154,4 @@ async def pause_rollouts(ctx: Context, incident: Incident, *, actor: str) -> lis
     )
     assert incident.channel is not None
     announce(ctx, text, channel=incident.channel)
-    return paused
+    return done.paused

@@ -67,6 +67,7 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
         raise NotFound(f"no rollout of {version!r} exists")
     subject = subject_of(release)
     waves = plan_of(ctx, rollout)
+    retry = {"action_id": action_id, "value": data}
     try:
         if action_id == views.PROMOTE:
             wave = data.get("wave")
@@ -74,7 +75,12 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
                 raise UsageError("this Promote button does not say which wave")
             before = views.wave_label(waves, wave) if 0 <= wave < len(waves) else f"wave {wave}"
             rollout = await promote_rollout(
-                ctx, rollout, actor=request.user_id, request=request, expected_wave=wave
+                ctx,
+                rollout,
+                actor=request.user_id,
+                request=request,
+                expected_wave=wave,
+                retry=retry,
             )
             if rollout.state == RolloutState.complete:
                 return Reply(f"Promoted {before}: {version} is complete.")
@@ -88,15 +94,15 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
                 kind=PauseKind.manual,
                 reason="paused from the status message",
                 actor=request.user_id,
+                retry=retry,
             )
             return Reply(f"Paused {version}.")
         if action_id == views.RESUME:
             require(ctx.policy, "wave.resume", request, subject=subject)
-            await resume_rollout(ctx, rollout, actor=request.user_id)
+            await resume_rollout(ctx, rollout, actor=request.user_id, retry=retry)
             return Reply(f"Resumed {version}; its wave is observed afresh.")
     except ActuatorUnavailable as err:
-        retry = {"action_id": action_id, "value": data}
-        return retry_reply(ctx, err, actor=request.user_id, retry=retry)
+        return retry_reply(err)
     raise UsageError(f"unknown button {action_id!r}")
 
 

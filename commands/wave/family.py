@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
 from commands.values import format_duration
@@ -19,7 +21,12 @@ from commands.wave.rules.pause import pause_rollout, resume_rollout
 from storage.audit import events_for
 from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.releases import get_release
-from storage.rollouts import active_rollouts, count_active_rollouts, rollout_of
+from storage.rollouts import (
+    active_rollouts,
+    count_active_rollouts,
+    rollout_of,
+    starting_rollouts,
+)
 
 # Up to this many active rollouts, `/wave status` shows each with its metrics; beyond it, one line
 # each (at most LISTED), since judging every rollout would outlast Slack's 3-second ack.
@@ -29,10 +36,9 @@ LISTED = 40
 family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
 
 
-def _failed(inv: Invocation, err: ActuatorUnavailable) -> Reply:
-    """The deploy system said no: nothing changed; offer to run the same command again."""
-    retry = {"command": inv.request.command, "text": inv.request.text}
-    return retry_reply(inv.ctx, err, actor=inv.actor, retry=retry)
+def _retry(inv: Invocation) -> dict[str, Any]:
+    """What a Retry button runs if the deploy system says no: the same command again."""
+    return {"command": inv.request.command, "text": inv.request.text}
 
 
 @family.command("status", "/wave status [RELEASE]")
@@ -57,16 +63,21 @@ async def show_status(inv: Invocation) -> Reply:
         pairs: list[tuple[Rollout, Release]] = [(rollout, release)]
     else:
         total = count_active_rollouts(session=ctx.session)
-        if total == 0:
+        # Starts claimed and not yet confirmed are shown too, as in progress (DESIGN §10).
+        starting = starting_rollouts(session=ctx.session)
+        if total == 0 and not starting:
             return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
         if total > DETAILED:
             listed = [
                 views.RolloutView(rollout, release, plan_of(ctx, rollout), None, ctx.now())
-                for rollout, release in active_rollouts(session=ctx.session, limit=LISTED)
+                for rollout, release in [
+                    *starting,
+                    *active_rollouts(session=ctx.session, limit=LISTED),
+                ]
             ]
             text, blocks = views.overview(listed, total=total)
             return Reply(text, blocks=blocks)
-        pairs = active_rollouts(session=ctx.session)
+        pairs = [*starting, *active_rollouts(session=ctx.session)]
     texts, blocks = [], []
     for rollout, release in pairs:
         view = view_of(ctx, rollout, release)
@@ -99,10 +110,16 @@ async def start(inv: Invocation) -> Reply:
         raise inv.usage_error(f"the policy has no plan {plan!r}; plans: {plans}")
     try:
         rollout = await start_rollout(
-            inv.ctx, release, plan, actor=inv.actor, request=inv.request, force_reason=force
+            inv.ctx,
+            release,
+            plan,
+            actor=inv.actor,
+            request=inv.request,
+            force_reason=force,
+            retry=_retry(inv),
         )
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     wave = inv.ctx.policy.plans[plan][0]
     return Reply(
         f"Started {release.version} (plan {plan}): wave 1 ({wave.name}) — "
@@ -126,10 +143,15 @@ async def promote(inv: Invocation) -> Reply:
     waves = plan_of(inv.ctx, target.rollout)
     try:
         rollout = await promote_rollout(
-            inv.ctx, target.rollout, actor=inv.actor, request=inv.request, force_reason=force
+            inv.ctx,
+            target.rollout,
+            actor=inv.actor,
+            request=inv.request,
+            force_reason=force,
+            retry=_retry(inv),
         )
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     if rollout.state == RolloutState.complete:
         return Reply(
             f"Promoted {views.wave_label(waves, before)}: {target.release.version} is complete."
@@ -150,10 +172,15 @@ async def pause(inv: Invocation) -> Reply:
     require(inv.ctx.policy, "wave.pause", inv.request, subject=subject_of(target.release))
     try:
         await pause_rollout(
-            inv.ctx, target.rollout, kind=PauseKind.manual, reason=reason, actor=inv.actor
+            inv.ctx,
+            target.rollout,
+            kind=PauseKind.manual,
+            reason=reason,
+            actor=inv.actor,
+            retry=_retry(inv),
         )
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     return Reply(
         f"Paused {target.release.version}. `/wave resume {target.release.version}` continues."
     )
@@ -166,9 +193,9 @@ async def resume(inv: Invocation) -> Reply:
     no_extra_words(inv, target.rest)
     require(inv.ctx.policy, "wave.resume", inv.request, subject=subject_of(target.release))
     try:
-        rollout = await resume_rollout(inv.ctx, target.rollout, actor=inv.actor)
+        rollout = await resume_rollout(inv.ctx, target.rollout, actor=inv.actor, retry=_retry(inv))
     except ActuatorUnavailable as err:
-        return _failed(inv, err)
+        return retry_reply(err)
     waves = plan_of(inv.ctx, rollout)
     return Reply(
         f"Resumed {target.release.version}: {views.wave_label(waves, rollout.wave_index)} is "

@@ -43,6 +43,7 @@ VERDICT_ICONS = {
     Verdict.failed: "❌",
 }
 STATE_ICONS = {
+    RolloutState.starting: "⏳",
     RolloutState.running: "🌊",
     RolloutState.paused: "⏸",
     RolloutState.complete: "🏁",
@@ -171,8 +172,31 @@ def headline(view: RolloutView) -> str:
     return text
 
 
+def pending_line(view: RolloutView) -> str | None:
+    """`⏳ a promote to wave 2 (free-10) is in progress, started by <@U…> 4s ago` (DESIGN §10)."""
+    rollout = view.rollout
+    if rollout.pending_action is None:
+        return None
+    since = rollout.pending_since or view.now
+    actor = rollout.pending_actor
+    who = "wavegate" if actor in (None, "wavegate") else mention(actor)
+    to = ""
+    if rollout.pending_action == "promote" and rollout.pending_wave_index is not None:
+        index = rollout.pending_wave_index
+        to = f" to {wave_label(view.waves, index)}" if index < len(view.waves) else " to complete"
+    elif rollout.pending_action == "rollback":
+        to = f" to {rollout.pending_target}" if rollout.pending_target else " (no known-good)"
+    return (
+        f"⏳ a {rollout.pending_action}{to} is in progress (sent to the deploy system), started "
+        f"by {who} {span(view.now - since)} ago"
+    )
+
+
 def status_text(view: RolloutView) -> str:
     lines = [headline(view)]
+    pending = pending_line(view)
+    if pending:
+        lines.append("    " + pending)
     lines += ["    " + line for line in metric_lines(view)]
     return "\n".join(lines)
 
@@ -202,6 +226,9 @@ def overview(rollouts: Sequence[RolloutView], *, total: int) -> tuple[str, list[
         line = headline(view)
         if view.rollout.state == RolloutState.running:
             line += f" · verdict {view.rollout.verdict}"
+        pending = pending_line(view)
+        if pending:
+            line += f" · {pending}"
         lines.append(line)
     if total > len(rollouts):
         lines.append(f"… and {total - len(rollouts)} more.")
@@ -298,6 +325,9 @@ def status_blocks(view: RolloutView) -> list[Block]:
         HeaderBlock(text=f"Rollout {view.release.version}"[:150]),
         SectionBlock(text=MarkdownTextObject(text=headline(view)[:3000])),
     ]
+    pending = pending_line(view)
+    if pending:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=pending[:3000])]))
     lines = "\n".join(metric_lines(view))
     if lines:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))

@@ -231,9 +231,11 @@ async def test_pausing_every_rollout_skips_the_one_the_deploy_system_refused(
     await start(ctx, "1.0")
     await start(ctx, "2.0")
     deploy.fail(1)
-    paused = await pause_running_rollouts(
-        ctx, kind=PauseKind.incident, reason="incident #1", actor="U0IC1"
-    )
+    paused = (
+        await pause_running_rollouts(
+            ctx, kind=PauseKind.incident, reason="incident #1", actor="U0IC1"
+        )
+    ).paused
     ctx.session.commit()
     assert [r.id for r in paused] == [rollout(ctx, "2.0").id]
     assert (rollout(ctx, "1.0").state, rollout(ctx, "2.0").state) == ("running", "paused")

@@ -16,14 +16,7 @@ from commands.text import escape, mention
 from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.advance import promote_rollout
-from commands.wave.rules.base import (
-    SYSTEM,
-    ActuatorUnavailable,
-    note_actuator_failure,
-    plan_of,
-    release_of,
-    subject_of,
-)
+from commands.wave.rules.base import SYSTEM, ActuatorUnavailable, plan_of, release_of, subject_of
 from commands.wave.rules.gate import judge_rollout, view_of
 from commands.wave.rules.pause import pause_rollout
 from commands.wave.rules.posts import audit, post_event, publish_status
@@ -101,8 +94,10 @@ def _only_budgets(judgement: WaveVerdict) -> bool:
 
 
 async def react(ctx: Context, rollout: Rollout) -> Verdict | None:
-    """What wavegate does about the current verdict of a running rollout (DESIGN §4)."""
-    if rollout.state != RolloutState.running:
+    """What wavegate does about the current verdict of a running rollout (DESIGN §4).
+
+    Nothing while an action is pending on it: that action settles first (DESIGN §10)."""
+    if rollout.state != RolloutState.running or rollout.pending_action is not None:
         return None
     release = release_of(ctx, rollout)
     waves = plan_of(ctx, rollout)
@@ -133,12 +128,8 @@ async def react(ctx: Context, rollout: Rollout) -> Verdict | None:
             )
         elif verdict == Verdict.successful:
             await _wave_ready(ctx, rollout, release, waves)
-    except ActuatorUnavailable as err:
-        # Left where it was; the next poll tries again. Say so once per state of the rollout.
-        detail = f"{err.action}@v{rollout.version}"
-        action, subject = err.action or "wave", err.subject or "-"
-        if not event_exists(action=action, subject=subject, detail=detail, session=ctx.session):
-            note_actuator_failure(ctx, err, actor=SYSTEM, retry=None, detail=detail)
+    except ActuatorUnavailable:
+        pass  # left where it was (the thread says so, once); the next poll tries again
     except Conflict:
         pass  # a person changed the rollout meanwhile; the next poll judges what is there now
     # Written after the reaction, so the deploy system is never awaited inside a write (SQLite's

@@ -190,6 +190,7 @@ async def test_rollouts_api_lists_newest_first_with_filters(service: Service) ->
         "verdict": "running",
         "pause_kind": "manual",
         "paused_reason": "checking a dashboard",
+        "pending_action": None,
     }
     running = await service.http.get(f"{service.url}/api/v1/rollouts?state=running", headers=API)
     assert [r["release"] for r in (await running.json())["rollouts"]] == ["1.0"]

@@ -204,9 +204,11 @@ async def test_pause_running_rollouts_pauses_every_running_one(ctx: Context) -> 
     await start(ctx, "2.0")
     await start(ctx, "3.0")
     await run(ctx, "/wave pause 3.0 by hand")
-    paused = await pause_running_rollouts(
-        ctx, kind=PauseKind.incident, reason="incident #7: provider outage", actor="U0IC1"
-    )
+    paused = (
+        await pause_running_rollouts(
+            ctx, kind=PauseKind.incident, reason="incident #7: provider outage", actor="U0IC1"
+        )
+    ).paused
     ctx.session.commit()
     assert sorted(r.id for r in paused) == sorted(  # type: ignore[type-var]
         [rollout(ctx, "1.0").id, rollout(ctx, "2.0").id]

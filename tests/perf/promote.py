@@ -1,0 +1,183 @@
+"""Benchmark: simultaneous promotes against a slow deploy system, and what the rest of the
+service feels meanwhile. It prints figures against targets; it asserts nothing.
+
+    python -m tests.perf.promote [--db sqlite|postgres] [--seconds 2]
+
+A real `wavegate serve` process (its own event loop and database work), the fake Slack and the
+fake deploy system (every webhook held `--seconds`) in this one. Two phases:
+- 20 people type `/wave promote REL --force …` on one rollout at once;
+- 50 promotes of 50 different rollouts at once (50 commands in flight on the deploy system).
+Each prints the webhooks the deploy system received, the replies people got, the worst ack
+time of the commands and the worst `/healthz` time while they were in flight (probed every
+20 ms). PostgreSQL comes from TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/wt_d
+(its public schema is dropped first). All traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.actuator import FakeDeploySystem
+from tests.support.serve import Served
+from tests.support.signing import signed_headers, slash_body
+from tests.support.slack import FakeSlack
+
+GOAL_HEALTHZ = 0.100  # seconds, worst case
+GOAL_ACK = 0.500  # seconds, worst case (Slack allows 3 s)
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/wt_d"
+API_TOKEN = "bench-api-token"
+POLICY = """
+version: 1
+channels: {{rollouts: C0ROLLOUTS, incidents: C0INCIDENTS}}
+roles: {{release-managers: [U0RM1]}}
+checklist:
+  - {{id: tests, title: Tests pass}}
+tiers: [staging, free]
+plans:
+  default:
+    - {{name: staging, tiers: [staging], percent: 100, observe: 1h}}
+    - {{name: free, tiers: [free], percent: 100, observe: 1h}}
+actuator: {{url: "{url}", secret_env: WAVEGATE_ACTUATOR_SECRET, timeout: 30s, retries: 0}}
+"""
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, served: Served, slack: FakeSlack) -> None:
+        self.http, self.served, self.slack = http, served, slack
+        self.count = 0
+
+    async def type(self, text: str) -> tuple[float, str, str]:
+        """(ack seconds, ack text, response key) of one `/wave …` or `/ready …` command."""
+        self.count += 1
+        key = f"b{self.count}"
+        command, _, rest = text.partition(" ")
+        body = slash_body(command, rest, response_url=self.slack.response_url(key))
+        started = time.perf_counter()
+        url = f"{self.served.url}/slack/events"
+        async with self.http.post(url, data=body, headers=signed_headers(body)) as response:
+            raw = await response.read()
+        acked = time.perf_counter() - started
+        text_out = ""
+        if raw:
+            text_out = str((await response.json(content_type=None)).get("text") or "")
+        return acked, text_out, key
+
+    async def reply(self, key: str, *, within: float = 60.0) -> str | None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            got = self.slack.responses_to(key)
+            if got:
+                return str(got[-1]["text"])
+            await asyncio.sleep(0.02)
+        return None
+
+    async def run(self, text: str) -> str:
+        _, acked, key = await self.type(text)
+        return acked or (await self.reply(key)) or ""
+
+
+async def probe_health(client: Client, stop: asyncio.Event) -> list[float]:
+    times = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with client.http.get(f"{client.served.url}/healthz") as response:
+            await response.read()
+        times.append(time.perf_counter() - started)
+        await asyncio.sleep(0.02)
+    return times
+
+
+async def phase(
+    name: str, client: Client, deploy: FakeDeploySystem, commands: list[str], seconds: float
+) -> None:
+    before = deploy.count()
+    deploy.stall_seconds = seconds
+    stop = asyncio.Event()
+    health = asyncio.create_task(probe_health(client, stop))
+    started = time.perf_counter()
+    typed = await asyncio.gather(*(client.type(c) for c in commands))
+    replies = await asyncio.gather(*(client.reply(key) for _, acked, key in typed if not acked))
+    took = time.perf_counter() - started
+    stop.set()
+    healthz = await health
+    deploy.stall_seconds = 0
+    answered = sum(1 for r in replies if r) + sum(1 for _, acked, _ in typed if acked)
+    worst_ack = max(t for t, _, _ in typed)
+    worst_health = max(healthz) if healthz else float("nan")
+    print(f"\n{name}: {len(commands)} commands, deploy system answering in {seconds:g}s")
+    print(f"  webhooks received   {deploy.count() - before}")
+    print(f"  replies received    {answered} of {len(commands)} (all in {took:.2f}s)")
+    print(f"  worst ack           {worst_ack * 1000:7.1f} ms   (goal < {GOAL_ACK * 1000:.0f} ms)")
+    print(
+        f"  worst /healthz      {worst_health * 1000:7.1f} ms   (goal < {GOAL_HEALTHZ * 1000:.0f} "
+        f"ms; {len(healthz)} probes)"
+    )
+    outcomes: dict[str, int] = {}
+    for reply in replies:
+        head = (reply or "no reply").split(":")[0][:40]
+        outcomes[head] = outcomes.get(head, 0) + 1
+    print(f"  replies             {outcomes}")
+
+
+async def main(db: str, seconds: float) -> None:
+    slack = await FakeSlack().start()
+    deploy = await FakeDeploySystem().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        database = None
+        if db == "postgres":
+            from tests.conftest import reset_postgres
+
+            database = os.environ.get("TEST_DATABASE_URL") or PG_DEFAULT
+            reset_postgres(database).dispose()
+        served = Served(
+            Path(tmp),
+            slack,
+            POLICY.format(url=deploy.url),
+            api_token=API_TOKEN,
+            database=database,
+        )
+        await served.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                client = Client(http, served, slack)
+                versions = ["one", *(f"r{i}" for i in range(50))]
+                for version in versions:
+                    await client.run(f"/ready new {version}")
+                    await client.run(f"/ready waive {version} tests bench")
+                    started = await client.run(f"/wave start {version}")
+                    assert started.startswith("Started"), started
+                print(f"wavegate serve on {db}; {len(versions)} rollouts started")
+                await phase(
+                    "20 simultaneous promotes of one rollout",
+                    client,
+                    deploy,
+                    ["/wave promote one --force bench"] * 20,
+                    seconds,
+                )
+                await phase(
+                    "50 promotes of 50 rollouts at once",
+                    client,
+                    deploy,
+                    [f"/wave promote r{i} --force bench" for i in range(50)],
+                    seconds,
+                )
+        finally:
+            served.stop(signal.SIGTERM)
+    await deploy.stop()
+    await slack.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--seconds", type=float, default=2.0, help="the deploy system's delay")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.db, arguments.seconds))
