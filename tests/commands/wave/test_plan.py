@@ -39,7 +39,7 @@ def test_worst_case_detection_counts_limits_intervals_and_the_poll_loop(policy: 
     assert timing.detect == timedelta(seconds=12)
     assert timing.detect_by == "latency_ms"
     # success_rate: 4 errors allowed in a row, retried after min(10 s, 1 s interval) = 1 s, each
-    # up to a poll loop late: (1 + 5) + 4 × (1 + 5).
+    # up to a poll loop late: (1 + 5) + 4 x (1 + 5).
     assert timing.blind == timedelta(seconds=30)
     assert timing.blind_by in {"success_rate", "cost"}
     # min_samples 2 at 1 s needs 1 s: the 3 s window is longer.
@@ -56,7 +56,7 @@ def test_actuator_worst_case_is_every_attempt_timing_out_plus_backoff(policy: Po
     with_actuator = policy.model_copy(
         update={"actuator": Actuator(url="http://127.0.0.1:9/x", timeout="10s", retries=3)}
     )
-    # 4 attempts × 10 s + 0.5 + 1 + 2 s of backoff.
+    # 4 attempts x 10 s + 0.5 + 1 + 2 s of backoff.
     assert actuator_worst(with_actuator) == timedelta(seconds=43.5)
 
 
@@ -101,7 +101,8 @@ async def test_unknown_plan_or_release_is_a_clear_error_and_changes_nothing(ctx:
         reply.text
     )
     extra = await run(ctx, "/wave plan default 1.0 more")
-    assert extra.error and "too many words" in extra.text
+    assert extra.error
+    assert "too many words" in extra.text
     assert outbox(ctx.session) == []
     assert audit_trail(ctx.session) == []
 
