@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.core import Invocation, NotFound, Reply
-from commands.policy import EVERYONE, Metric, Policy, Wave
+from commands.policy import (
+    EVERYONE,
+    HttpJsonSource,
+    Metric,
+    Policy,
+    PrometheusSource,
+    Wave,
+)
 from commands.ready.checklist import evaluate
 from commands.values import format_duration
 from commands.wave import views
@@ -39,7 +46,9 @@ class WaveTiming:
 
 def _source_timeout(policy: Policy, metric: Metric) -> timedelta:
     source = policy.sources.get(metric.source)
-    return getattr(source, "timeout", timedelta(0))
+    if isinstance(source, PrometheusSource | HttpJsonSource):
+        return source.timeout
+    return timedelta(0)
 
 
 def detect_failure(metric: Metric) -> timedelta:
