@@ -89,9 +89,9 @@ def actuator_worst(policy: Policy) -> timedelta:
     and every backoff is waited."""
     if policy.actuator is None:
         return timedelta(0)
-    retries = policy.actuator.retries
-    backoff = ACTUATOR_BACKOFF * (2**retries - 1)
-    return policy.actuator.timeout * (retries + 1) + backoff
+    retries: int = policy.actuator.retries
+    timeout: timedelta = policy.actuator.timeout
+    return timeout * (retries + 1) + ACTUATOR_BACKOFF * (2**retries - 1)
 
 
 def who_promotes(policy: Policy, wave: Wave) -> str:
