@@ -91,7 +91,7 @@ def actuator_worst(policy: Policy) -> timedelta:
         return timedelta(0)
     retries: int = policy.actuator.retries
     timeout: timedelta = policy.actuator.timeout
-    return timeout * (retries + 1) + ACTUATOR_BACKOFF * (2**retries - 1)
+    return timeout * (retries + 1) + ACTUATOR_BACKOFF * ((1 << retries) - 1)
 
 
 def who_promotes(policy: Policy, wave: Wave) -> str:
