@@ -1,4 +1,4 @@
-"""The `wavegate` command: serve, console, db upgrade, policy check."""
+"""The `wavegate` command: serve, console, db upgrade, policy check, manifest."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -37,6 +38,30 @@ def policy_check(path: str | None) -> int:
             print(problem)
         return 1
     print("ok")
+    return 0
+
+
+# The host the shipped manifest names, replaced by `wavegate manifest --url`.
+EXAMPLE_HOST = "https://wavegate.example.com"
+
+
+def manifest(url: str | None, *, socket_mode: bool) -> int:
+    """Print the Slack app manifest for a host (`--url https://host`) or for Socket Mode."""
+    from importlib.resources import files
+
+    text = (files("bot.slack") / "manifest.yml").read_text(encoding="utf-8")
+    if socket_mode:
+        # Over Socket Mode Slack sends everything on the socket: no request URLs.
+        text = text.replace("socket_mode_enabled: false", "socket_mode_enabled: true")
+        text = re.sub(rf"(?m)^ *(?:request_)?url: {re.escape(EXAMPLE_HOST)}\S*\n", "", text)
+    if url is not None:
+        base = url.rstrip("/")
+        if not base.startswith("https://") or "/" in base.removeprefix("https://"):
+            return fail(f"--url must be https://host (Slack calls only HTTPS), not {url!r}")
+        text = text.replace(EXAMPLE_HOST, base)
+    elif not socket_mode:
+        return fail("say where Slack reaches wavegate: --url https://host, or --socket-mode")
+    print(text, end="")
     return 0
 
 
@@ -115,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     db.add_subparsers(dest="db_command", required=True).add_parser(
         "upgrade", help="migrate to the newest schema"
     )
+    app = commands.add_parser("manifest", help="print the Slack app manifest for your host")
+    app.add_argument("--url", help="the public https://host Slack sends requests to")
+    app.add_argument("--socket-mode", action="store_true", help="for Socket Mode (SLACK_APP_TOKEN)")
     policy = commands.add_parser("policy", help="policy file tools")
     check = policy.add_subparsers(dest="policy_command", required=True).add_parser(
         "check", help="validate a policy file"
@@ -127,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "policy":
         return policy_check(args.file or os.environ.get("WAVEGATE_POLICY") or None)
+    if args.command == "manifest":
+        return manifest(args.url, socket_mode=args.socket_mode)
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
