@@ -3,8 +3,8 @@ only the buttons each may use, within Slack's limits at any size."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
