@@ -20,6 +20,7 @@ from commands.policy_file import PolicyInvalid, load_policy
 if TYPE_CHECKING:
     from bot.runtime import Runtime
     from commands.core import Clock
+    from commands.policy import Policy
 
 log = logging.getLogger("wavegate")
 
@@ -101,6 +102,63 @@ def console(settings: Settings, *, user: str, speed: float) -> int:
     return 0
 
 
+# The console's own user: a role naming only it is held by nobody over Slack.
+CONSOLE_USER = "U0CONSOLE"
+SLACK_CHECK_TIMEOUT = 10
+
+
+def policy_warnings(policy: Policy) -> list[str]:
+    """What a policy leaves undone over Slack, one line each (the built-in policy does both)."""
+    warnings = []
+    unset = [
+        f"channels.{name}"
+        for name in ("rollouts", "incidents")
+        if not getattr(policy.channels, name)
+    ]
+    if unset:
+        warnings.append(
+            f"no channels are set ({' and '.join(unset)} in WAVEGATE_POLICY): rollout status "
+            "and incident announcements are not posted"
+        )
+    if not {m for members in policy.roles.values() for m in members if m != CONSOLE_USER}:
+        warnings.append(
+            "no one holds a role (roles in WAVEGATE_POLICY name no Slack user or group): "
+            "nobody may start, promote, resume or roll back a rollout from Slack"
+        )
+    return warnings
+
+
+async def check_slack(settings: Settings) -> str | None:
+    """Ask Slack whether it takes the tokens: the first refusal as one line, else None. Slack out
+    of reach is only a warning: the service starts and its posts wait in the outbox."""
+    import aiohttp
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    base = settings.slack_api_url
+    unreachable = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+    bot = AsyncWebClient(token=settings.slack_bot_token, base_url=base, timeout=SLACK_CHECK_TIMEOUT)
+    try:
+        identity = await bot.auth_test()
+    except SlackApiError as exc:
+        return f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})"
+    except unreachable as exc:
+        log.warning("cannot reach Slack at %s to check the tokens (%s); starting anyway", base, exc)
+        return None
+    log.info("Slack: bot %s in workspace %s", identity.get("user"), identity.get("team"))
+    if settings.slack_app_token is not None:
+        # The Socket Mode client retries a refused app token forever: ask once, here.
+        try:
+            await AsyncWebClient(base_url=base, timeout=SLACK_CHECK_TIMEOUT).apps_connections_open(
+                app_token=settings.slack_app_token
+            )
+        except SlackApiError as exc:
+            return f"SLACK_APP_TOKEN: Slack refused it ({exc.response.get('error')})"
+        except unreachable as exc:
+            log.warning("cannot reach Slack at %s to open Socket Mode (%s)", base, exc)
+    return None
+
+
 def serve(settings: Settings) -> int:
     from bot.http.app import create_app
     from bot.http.keys import BOLT
@@ -110,6 +168,11 @@ def serve(settings: Settings) -> int:
     runtime = _runtime(settings)
     if not schema_is_current(runtime.engine):
         return fail("DATABASE_URL: the schema is not at head; run `wavegate db upgrade`")
+    refused = asyncio.run(check_slack(settings))
+    if refused is not None:
+        return fail(refused)
+    for warning in policy_warnings(runtime.policy):
+        log.warning(warning)
     app = create_app(runtime)
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -122,8 +185,13 @@ def serve(settings: Settings) -> int:
             await handler.close_async()  # type: ignore[no-untyped-call]
 
         app.cleanup_ctx.append(socket_mode)
-    log.info("wavegate serving on port %s", settings.port)
-    web.run_app(app, port=settings.port, print=None)
+    how = "Socket Mode" if settings.slack_app_token is not None else "HTTP"
+
+    def serving(_: str) -> None:
+        # aiohttp calls this once the app has started (the socket connected) and the port listens.
+        log.info("wavegate serving on port %s (%s)", settings.port, how)
+
+    web.run_app(app, port=settings.port, print=serving)
     return 0
 
 

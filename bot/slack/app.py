@@ -6,14 +6,46 @@ Listeners are the only code that calls `ack`/`respond`; each family registers it
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import NamedTuple
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack import commands, home, incident_actions, wave_buttons
 from bot.slack.requests import GroupMembership, Listeners
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE = (
+    "wavegate cannot reach Slack's API right now, so this was not done; try again in a minute. "
+    "Changes already made are kept, and their posts go out once Slack answers again."
+)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Slack's API did not answer: no connection, a timeout (not a refusal, which is an answer)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectionError | asyncio.TimeoutError | OSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def on_slack_error(error: Exception) -> BoltResponse | None:
+    """Bolt's one error handler. With Slack's API out of reach (Bolt's own auth.test, a user
+    group lookup) the person still gets an answer and Slack a 200, not a 500 and a traceback.
+    Anything else is a bug: logged in full, and Slack gets the 500."""
+    if _unreachable(error):
+        log.warning("Slack's API is unreachable: %s", error or type(error).__name__)
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": UNREACHABLE})
+    log.error("a Slack request failed", exc_info=error)
+    return None
 
 
 class SlackApp(NamedTuple):
@@ -36,6 +68,7 @@ def build_bolt_app(runtime: Runtime, client: AsyncWebClient) -> SlackApp:
     )
     # The clients Bolt hands to listeners are made like its own: reach the same Web API.
     app.client.base_url = client.base_url
+    app.error(on_slack_error)
     listeners = Listeners(runtime, GroupMembership(client))
     publisher = home.HomePublisher(listeners, client)
     # First, so a press on the App Home (no response URL) is answered by the Home's listener.
