@@ -17,6 +17,8 @@ SHIPPED = CHECKOUT / "bot" / "slack" / "manifest.yml"
 
 # Every Web API method wavegate may call, and the bot scope it needs (None: no scope).
 METHOD_SCOPES: dict[str, str | None] = {
+    # Called with the app-level token (its own scope, connections:write), not the bot token.
+    "apps.connections.open": None,
     "auth.test": None,
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
