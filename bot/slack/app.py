@@ -31,7 +31,7 @@ def _unreachable(error: BaseException) -> bool:
     """Slack's API did not answer: no connection, a timeout (not a refusal, which is an answer)."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, aiohttp.ClientConnectionError | asyncio.TimeoutError | OSError):
+        if isinstance(seen, aiohttp.ClientConnectionError | asyncio.TimeoutError | ConnectionError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
