@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-ack clean
+.PHONY: run console test lint typecheck pytest bench bench-ack clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ run: $(STAMP)
 	@if [ -n "$$SLACK_BOT_TOKEN" ] || grep -qs '^SLACK_BOT_TOKEN=' .env; then \
 		$(BIN)/wavegate serve; \
 	else \
-		$(BIN)/wavegate console; \
+		$(BIN)/wavegate console $(ARGS); \
 	fi
+
+# The console with its options passed through: make console ARGS="--speed 12000 --user U0ME"
+console: $(STAMP)
+	$(BIN)/wavegate db upgrade
+	$(BIN)/wavegate console $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""The `wavegate` command: serve, console, db upgrade, policy check."""
+"""The `wavegate` command: serve, console, db upgrade, policy check, manifest."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -60,6 +61,30 @@ async def _live_problems(policy: Policy) -> list[str]:
         await http.close()
 
 
+# The host the shipped manifest names, replaced by `wavegate manifest --url`.
+EXAMPLE_HOST = "https://wavegate.example.com"
+
+
+def manifest(url: str | None, *, socket_mode: bool) -> int:
+    """Print the Slack app manifest for a host (`--url https://host`) or for Socket Mode."""
+    from importlib.resources import files
+
+    text = (files("bot.slack") / "manifest.yml").read_text(encoding="utf-8")
+    if socket_mode:
+        # Over Socket Mode Slack sends everything on the socket: no request URLs.
+        text = text.replace("socket_mode_enabled: false", "socket_mode_enabled: true")
+        text = re.sub(rf"(?m)^ *(?:request_)?url: {re.escape(EXAMPLE_HOST)}\S*\n", "", text)
+    if url is not None:
+        base = url.rstrip("/")
+        if not base.startswith("https://") or "/" in base.removeprefix("https://"):
+            return fail(f"--url must be https://host (Slack calls only HTTPS), not {url!r}")
+        text = text.replace(EXAMPLE_HOST, base)
+    elif not socket_mode:
+        return fail("say where Slack reaches wavegate: --url https://host, or --socket-mode")
+    print(text, end="")
+    return 0
+
+
 def _runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     from bot.runtime import Runtime
     from commands.core import system_clock
@@ -96,6 +121,63 @@ def console(settings: Settings, *, user: str, speed: float) -> int:
     return 0
 
 
+# The console's own user: a role naming only it is held by nobody over Slack.
+CONSOLE_USER = "U0CONSOLE"
+SLACK_CHECK_TIMEOUT = 10
+
+
+def policy_warnings(policy: Policy) -> list[str]:
+    """What a policy leaves undone over Slack, one line each (the built-in policy does both)."""
+    warnings = []
+    unset = [
+        f"channels.{name}"
+        for name in ("rollouts", "incidents")
+        if not getattr(policy.channels, name)
+    ]
+    if unset:
+        warnings.append(
+            f"no channels are set ({' and '.join(unset)} in WAVEGATE_POLICY): rollout status "
+            "and incident announcements are not posted"
+        )
+    if not {m for members in policy.roles.values() for m in members if m != CONSOLE_USER}:
+        warnings.append(
+            "no one holds a role (roles in WAVEGATE_POLICY name no Slack user or group): "
+            "nobody may start, promote, resume or roll back a rollout from Slack"
+        )
+    return warnings
+
+
+async def check_slack(settings: Settings) -> str | None:
+    """Ask Slack whether it takes the tokens: the first refusal as one line, else None. Slack out
+    of reach is only a warning: the service starts and its posts wait in the outbox."""
+    import aiohttp
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    base = settings.slack_api_url
+    unreachable = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+    bot = AsyncWebClient(token=settings.slack_bot_token, base_url=base, timeout=SLACK_CHECK_TIMEOUT)
+    try:
+        identity = await bot.auth_test()
+    except SlackApiError as exc:
+        return f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})"
+    except unreachable as exc:
+        log.warning("cannot reach Slack at %s to check the tokens (%s); starting anyway", base, exc)
+        return None
+    log.info("Slack: bot %s in workspace %s", identity.get("user"), identity.get("team"))
+    if settings.slack_app_token is not None:
+        # The Socket Mode client retries a refused app token forever: ask once, here.
+        try:
+            await AsyncWebClient(base_url=base, timeout=SLACK_CHECK_TIMEOUT).apps_connections_open(
+                app_token=settings.slack_app_token
+            )
+        except SlackApiError as exc:
+            return f"SLACK_APP_TOKEN: Slack refused it ({exc.response.get('error')})"
+        except unreachable as exc:
+            log.warning("cannot reach Slack at %s to open Socket Mode (%s)", base, exc)
+    return None
+
+
 def serve(settings: Settings) -> int:
     from bot.http.app import create_app
     from bot.http.keys import BOLT
@@ -105,6 +187,11 @@ def serve(settings: Settings) -> int:
     runtime = _runtime(settings)
     if not schema_is_current(runtime.engine):
         return fail("DATABASE_URL: the schema is not at head; run `wavegate db upgrade`")
+    refused = asyncio.run(check_slack(settings))
+    if refused is not None:
+        return fail(refused)
+    for warning in policy_warnings(runtime.policy):
+        log.warning(warning)
     app = create_app(runtime)
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -117,8 +204,13 @@ def serve(settings: Settings) -> int:
             await handler.close_async()  # type: ignore[no-untyped-call]
 
         app.cleanup_ctx.append(socket_mode)
-    log.info("wavegate serving on port %s", settings.port)
-    web.run_app(app, port=settings.port, print=None)
+    how = "Socket Mode" if settings.slack_app_token is not None else "HTTP"
+
+    def serving(_: str) -> None:
+        # aiohttp calls this once the app has started (the socket connected) and the port listens.
+        log.info("wavegate serving on port %s (%s)", settings.port, how)
+
+    web.run_app(app, port=settings.port, print=serving)
     return 0
 
 
@@ -135,6 +227,9 @@ def parser() -> argparse.ArgumentParser:
     db.add_subparsers(dest="db_command", required=True).add_parser(
         "upgrade", help="migrate to the newest schema"
     )
+    app = commands.add_parser("manifest", help="print the Slack app manifest for your host")
+    app.add_argument("--url", help="the public https://host Slack sends requests to")
+    app.add_argument("--socket-mode", action="store_true", help="for Socket Mode (SLACK_APP_TOKEN)")
     policy = commands.add_parser("policy", help="policy file tools")
     check = policy.add_subparsers(dest="policy_command", required=True).add_parser(
         "check", help="validate a policy file"
@@ -151,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "policy":
         path = args.file or os.environ.get("WAVEGATE_POLICY") or None
         return policy_check(path, live=args.live)
+    if args.command == "manifest":
+        return manifest(args.url, socket_mode=args.socket_mode)
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)

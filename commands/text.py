@@ -6,9 +6,16 @@ import re
 from datetime import datetime, timedelta
 
 _SLACK_LINK = re.compile(r"^<([^|>]+)(?:\|[^>]*)?>$")
+# With `should_escape: true` Slack sends a mentioned user as `<@U…|name>` (or `<@U…>`), a user
+# group as `<!subteam^S…|@name>` and a channel as `<#C…|name>`.
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 # A person or channel mention, escaped: the only markup an error message may carry.
 _ESCAPED_MENTION = re.compile(r"&lt;(@[UW][A-Z0-9]+|#[CG][A-Z0-9]+(?:\|[a-z0-9_-]{1,80})?)&gt;")
+_GROUP = re.compile(r"^<!subteam\^(S[A-Z0-9]+)(?:\|[^>]*)?>$")
+_CHANNEL = re.compile(r"^<#([CG][A-Z0-9]+)(?:\|[^>]*)?>$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
 def ago(then: datetime, now: datetime) -> str:
@@ -62,9 +69,29 @@ def mention(user_id: str | None) -> str:
     return escape(user_id)
 
 
-def parse_mention(word: str) -> str | None:
-    """`<@U123|name>` or a bare `U123` → `U123`."""
-    match = _MENTION.match(word)
+def _parse(word: str, escaped: re.Pattern[str], bare: re.Pattern[str]) -> str | None:
+    word = word.strip()
+    match = escaped.match(word)
     if match:
         return match.group(1)
-    return word if re.fullmatch(r"[UW][A-Z0-9]{2,}", word) else None
+    return word if bare.match(word) else None
+
+
+def parse_mention(word: str) -> str | None:
+    """A user: `<@U123|name>`, `<@U123>` or a bare `U123` → `U123`; anything else None."""
+    return _parse(word, _MENTION, _USER_ID)
+
+
+def parse_group(word: str) -> str | None:
+    """A user group: `<!subteam^S123|@team>`, `<!subteam^S123>` or a bare `S123` → `S123`."""
+    return _parse(word, _GROUP, _GROUP_ID)
+
+
+def parse_member(word: str) -> str | None:
+    """Someone a role may name: a user or a user group, as `parse_mention` / `parse_group`."""
+    return parse_mention(word) or parse_group(word)
+
+
+def parse_channel(word: str) -> str | None:
+    """A channel: `<#C123|name>`, `<#C123>` or a bare `C123` (`G…` for old private ones)."""
+    return _parse(word, _CHANNEL, _CHANNEL_ID)

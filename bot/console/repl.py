@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TextIO
 
 from bot.console.chat import ConsoleIncidentChat
+from bot.console.prompt import PROMPT, Prompt, restore_logs, route_logs_above
 from bot.console.text import plain_text
 from bot.console.waves import HINT, WaveConsole
 from bot.jobs.scheduler import build_scheduler
@@ -35,13 +36,13 @@ class Console:
         self.runtime = runtime
         self.user_id = user_id
         self.out = out
+        self.prompt = Prompt(out)
         self._ts = 0
         wire(runtime, chat=ConsoleIncidentChat(self.print))
         self.waves = WaveConsole(self)
 
     def print(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        self.prompt.write(text + "\n")
 
     async def execute(self, line: str) -> str | None:
         """Run one typed line; returns the reply text (None for a blank line)."""
@@ -96,6 +97,9 @@ class Console:
 
     async def repl(self) -> None:
         readline = _readline()
+        if readline is not None:
+            self.prompt.typed = readline.get_line_buffer
+        swapped = route_logs_above(self.prompt)
         self.print(BANNER)
         self.print(HINT)
         scheduler = build_scheduler(self.runtime)
@@ -103,11 +107,14 @@ class Console:
         ticker = asyncio.create_task(self._tick())
         try:
             while True:
+                self.prompt.showing = True
                 try:
-                    line = await asyncio.to_thread(input, "wavegate> ")
+                    line = await asyncio.to_thread(input, PROMPT)
                 except EOFError:
+                    self.prompt.showing = False
                     self.print("")
                     break
+                self.prompt.showing = False
                 if line.strip() in {"quit", "exit"}:
                     break
                 await self.execute(line)
@@ -116,6 +123,7 @@ class Console:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             scheduler.shutdown(wait=False)
+            restore_logs(swapped)
             # The metric sources' shared HTTP session, opened by the first poll.
             await self.runtime.source_http.close()
             if readline is not None:

@@ -3,7 +3,8 @@
 Meta commands (console only):
   :demo VERSION            register VERSION, waive its checklist and start its rollout
   :drift METRIC VALUE      pin a demo metric (a number, `error` or `empty`); `:drift off` heals
-  :press LABEL             press a button shown above (`:press Confirm rollback`)
+  :press LABEL             press a button shown above (`:press Confirm rollback`, `:press Done 2`)
+  :home                    your App Home, as text (what waits on you, rollouts, incidents)
   :autopilot on|off        press Promote as soon as a wave is ready (on under --speed)
 """
 
@@ -12,19 +13,27 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.clock import SpeedClock
 from bot.console.text import plain_text
 from bot.runtime import Runtime
 from bot.sources.demo import DemoSource
-from commands.core import Block, Request
+from commands.core import Block, Reply, Request
+from commands.home.content import home_content
+from commands.home.view import home_text, home_view
+from commands.incident import actions as incident_actions
+from commands.incident.views import RESUME_ACTION, TICK_ACTION
+from commands.wave.buttons import ACTIONS as WAVE_ACTIONS
 from commands.wave.buttons import press
 from commands.wave.views import PROMOTE
 from storage.models import OutboxPost
 
 _OBSERVED = re.compile(r" · observed .*$")
+# The message key of a rollout's status message (commands/wave/rules/base.py thread_key).
+ROLLOUT_STATUS = "rollout:"
 HINT = (
     "Rollouts: `:demo 1.0` starts a demo release (try `wavegate console --speed 12000`), "
     "`:drift preview_startup_p95_ms 3100` makes a metric drift, `:press LABEL` presses a button."
@@ -34,6 +43,41 @@ HINT = (
 def poll_interval(factor: float) -> timedelta:
     """Real seconds between poll cycles: often enough that a sped-up wave gets its samples."""
     return timedelta(seconds=min(5.0, max(0.25, 60.0 / factor)))
+
+
+def button_elements(blocks: list[Block] | None) -> Iterator[dict[str, Any]]:
+    """Every button of some blocks: in actions blocks and as section accessories."""
+    for block in blocks or []:
+        for element in [*block.get("elements", []), block.get("accessory") or {}]:
+            if element.get("type") == "button":
+                yield element
+
+
+def _qualifier(value: str) -> str | None:
+    """What tells apart buttons of the same label: the release, the step or the rollout."""
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(data, dict):
+        for key in ("release", "step", "rollout"):
+            if data.get(key) is not None:
+                return str(data[key])
+    return None
+
+
+def distinct_labels(elements: list[dict[str, Any]]) -> list[str]:
+    """Button labels, each label that repeats within the message qualified by what it acts on:
+    `Done 2`, `Pause 2.0` (or numbered, when the value does not say)."""
+    labels = [str(element["text"]["text"]) for element in elements]
+    out: list[str] = []
+    for label, element in zip(labels, elements, strict=True):
+        if labels.count(label) > 1:
+            label = f"{label} {_qualifier(str(element.get('value', ''))) or len(out) + 1}"
+        while label.lower() in {x.lower() for x in out}:
+            label += "'"
+        out.append(label)
+    return out
 
 
 class Shell(Protocol):
@@ -68,14 +112,12 @@ class WaveConsole:
     # ------------------------------------------------------------ posts and buttons
 
     def remember(self, blocks: list[Block] | None) -> list[str]:
-        """Note the buttons of a reply or post so `:press LABEL` finds them; their labels."""
-        labels = []
-        for block in blocks or []:
-            for element in block.get("elements", []):
-                if element.get("type") == "button":
-                    label = str(element["text"]["text"])
-                    self.buttons[label.lower()] = (str(element["action_id"]), str(element["value"]))
-                    labels.append(label)
+        """Note the buttons of a reply or post so `:press LABEL` finds them; their labels (made
+        distinct within the message, as `Done 2` or `Pause 2.0`)."""
+        elements = list(button_elements(blocks))
+        labels = distinct_labels(elements)
+        for label, element in zip(labels, elements, strict=True):
+            self.buttons[label.lower()] = (str(element["action_id"]), str(element.get("value", "")))
         return labels
 
     def show(self, post: OutboxPost, updated: bool) -> str | None:
@@ -86,11 +128,10 @@ class WaveConsole:
         labels = self.remember(blocks)
         text = post.text
         if self.autopilot and post.thread_key and not post.message_key:
-            for block in blocks or []:
-                for element in block.get("elements", []):
-                    if element.get("action_id") == PROMOTE:
-                        self._pending.append((PROMOTE, str(element["value"])))
-        if post.message_key:
+            for element in button_elements(blocks):
+                if element.get("action_id") == PROMOTE:
+                    self._pending.append((PROMOTE, str(element["value"])))
+        if post.message_key and post.message_key.startswith(ROLLOUT_STATUS):
             first = text.splitlines()[0] if text else ""
             headline = _OBSERVED.sub("", first)
             if updated and self._shown.get(post.message_key) == headline:
@@ -98,7 +139,13 @@ class WaveConsole:
             self._shown[post.message_key] = headline
             if updated and "· running ·" in first:
                 text = first
-        elif labels:
+            return text
+        if post.message_key:
+            # Another message redrawn in place (an incident's guidance): shown when it changed.
+            if updated and self._shown.get(post.message_key) == text:
+                return None
+            self._shown[post.message_key] = text
+        if labels:
             text += "\n    buttons: " + " · ".join(f"[{label}]" for label in labels)
         return text
 
@@ -112,7 +159,15 @@ class WaveConsole:
         request = Request(command=action_id, text="", user_id=self.console.user_id)
         runtime = self.console.runtime
         with runtime.unit() as ctx:
-            reply = await press(request, ctx, action_id, value)
+            if action_id in WAVE_ACTIONS:
+                reply: Reply | None = await press(request, ctx, action_id, value)
+            elif action_id.startswith((TICK_ACTION, RESUME_ACTION)):
+                reply = await incident_actions.press(request, ctx, action_id, value)
+            else:
+                reply = Reply(f"the console cannot press {action_id!r}", error=True)
+        if reply is None:
+            # A ticked step: the answer is the guidance message, redrawn below.
+            reply = Reply("Done.")
         labels = self.remember(reply.blocks)
         if not quiet or reply.error:
             prefix = "(autopilot) " if quiet else ""
@@ -146,10 +201,24 @@ class WaveConsole:
                 )
         elif word == ":demo":
             return await self._demo(rest)
+        elif word == ":home":
+            return self._home()
         else:
             text = "meta commands: :demo VERSION · :drift METRIC VALUE|error|empty|off · " + (
-                ":press LABEL · :autopilot on|off"
+                ":press LABEL · :home · :autopilot on|off"
             )
+        self.console.print(text)
+        return text
+
+    def _home(self) -> str:
+        """The App Home of the console's user, as text, with its buttons ready for `:press`."""
+        request = Request(command="home", text="", user_id=self.console.user_id)
+        with self.console.runtime.unit() as ctx:
+            content = home_content(ctx, request)
+        text = plain_text(home_text(content))
+        labels = self.remember(home_view(content)["blocks"])
+        if labels:
+            text += "\n    buttons: " + " · ".join(f"[{label}]" for label in labels)
         self.console.print(text)
         return text
 

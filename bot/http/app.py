@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.http import checklist, health, incidents, rollouts, slack_events
 from bot.http.api import MAX_BODY_BYTES, api_middleware
-from bot.http.keys import BOLT, DELIVERY, LISTENERS, RUNTIME, SCHEDULER
+from bot.http.keys import BOLT, DELIVERY, HOME, LISTENERS, RUNTIME, SCHEDULER
 from bot.jobs.scheduler import build_scheduler
 from bot.leader import Leadership, campaign, replica_id
 from bot.outbox import OutboxDelivery
@@ -33,19 +33,21 @@ def create_app(
     wire(runtime, chat=SlackIncidentChat(client))
     app = web.Application(middlewares=[api_middleware], client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = runtime
-    app[BOLT], app[LISTENERS] = build_bolt_app(runtime, client)
+    app[BOLT], app[LISTENERS], app[HOME] = build_bolt_app(runtime, client)
     app[DELIVERY] = OutboxDelivery(runtime.engine, client, runtime.clock)
     app[SCHEDULER] = build_scheduler(runtime)
     for module in (slack_events, health, checklist, rollouts, incidents):
         app.add_routes(module.routes)
     if background:
         app.cleanup_ctx.append(_background)
-    app.on_cleanup.append(_close_sources)
+    app.on_cleanup.append(_close_shared)
     return app
 
 
-async def _close_sources(app: web.Application) -> None:
-    """The metric sources' shared HTTP session closes with the app (it opens on first use)."""
+async def _close_shared(app: web.Application) -> None:
+    """The metric sources' shared HTTP session closes with the app (it opens on first use);
+    the App Home stops refreshing."""
+    await app[HOME].stop()
     await app[RUNTIME].source_http.close()
 
 

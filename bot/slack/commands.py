@@ -15,6 +15,13 @@ from commands.router import ALIASES, ROOT, route
 SLASH_COMMANDS = [ROOT, *ALIASES]
 
 
+def typed_text(text: str) -> str:
+    """What the person typed. Slack sends `&`, `<` and `>` of a command's text as `&amp;`,
+    `&lt;` and `&gt;`; the rules see the characters, and every view escapes them again on the
+    way out (commands.text.escape), so `a < b` reads `a < b` in Slack instead of `a &lt; b`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def register(app: AsyncApp, listeners: Listeners) -> None:
     runtime = listeners.runtime
 
@@ -27,7 +34,7 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
         request = await listeners.request(
             user_id=str(command.get("user_id", "")),
             command=str(command.get("command", ROOT)),
-            text=str(command.get("text", "")),
+            text=typed_text(str(command.get("text", ""))),
             channel_id=command.get("channel_id"),
             trigger_id=command.get("trigger_id"),
         )

@@ -7,7 +7,7 @@ from typing import Any
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
 from commands.values import format_duration
-from commands.wave import views
+from commands.wave import plan, views
 from commands.wave.parse import force_option, named_release, no_extra_words, pick_rollout
 from commands.wave.rules.advance import promote_rollout, start_rollout
 from commands.wave.rules.base import (
@@ -34,6 +34,7 @@ DETAILED = 5
 LISTED = 40
 
 family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
+family.command("plan", plan.USAGE)(plan.show_plan)
 
 
 def _retry(inv: Invocation) -> dict[str, Any]:

@@ -127,3 +127,12 @@ async def test_socket_mode_without_a_secret_accepts_nothing_over_http(
     finally:
         await socket_mode.http.close()
         await runner.cleanup()
+
+
+def test_typed_text_is_read_as_the_characters_slack_escaped() -> None:
+    from bot.slack.commands import typed_text
+
+    assert typed_text("a &lt; b &amp;&amp; c &gt; d") == "a < b && c > d"
+    # Markup Slack itself makes from a mention is left as it came.
+    assert typed_text("lead <@U0RM1|ana>") == "lead <@U0RM1|ana>"
+    assert typed_text("&amp;lt;") == "&lt;"
