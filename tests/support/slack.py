@@ -44,6 +44,9 @@ class FakeSlack:
     channel_names: dict[str, str] = field(default_factory=dict)
     # Set by tests.support.socket_mode when a Socket Mode server is attached.
     socket_url: str = ""
+    # files.uploadV2: the bytes POSTed to each upload URL, by file id.
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    _files: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # ------------------------------------------------------------ test API
 
@@ -75,6 +78,23 @@ class FakeSlack:
     def posts(self) -> list[dict[str, Any]]:
         return [call.args for call in self.calls_to("chat.postMessage")]
 
+    def uploaded(self) -> list[dict[str, Any]]:
+        """Each completed upload: channel, title, comment and the content that was POSTed."""
+        done = []
+        for call in self.calls_to("files.completeUploadExternal"):
+            files = call.args.get("files")
+            listed = json.loads(files) if isinstance(files, str) else files or []
+            for item in listed:
+                done.append(
+                    {
+                        "channel": call.args.get("channel_id"),
+                        "title": item.get("title"),
+                        "comment": call.args.get("initial_comment"),
+                        "content": self.uploads.get(str(item.get("id")), b"").decode(),
+                    }
+                )
+        return done
+
     def responses_to(self, key: str = "1") -> list[dict[str, Any]]:
         return [body for path_key, body in self.responses if path_key == key]
 
@@ -86,6 +106,8 @@ class FakeSlack:
         # slack_sdk sends some read methods (conversations.history, …) as GET.
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
+        # The upload URL files.getUploadURLExternal hands out (files.slack.com in Slack).
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -140,6 +162,10 @@ class FakeSlack:
         self.responses.append((request.match_info["key"], await request.json()))
         return web.Response(text="ok")
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        self.uploads[request.match_info["file_id"]] = await request.read()
+        return web.Response(text="OK - 200")
+
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
             return {
@@ -166,6 +192,22 @@ class FakeSlack:
             return {"channel": {"id": channel_id, "name": name}}
         if method == "usergroups.users.list":
             return {"users": self.usergroups.get(str(args.get("usergroup")), [])}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F0FILE{next(self._files):04d}"
+            return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            files = args.get("files")
+            listed = json.loads(files) if isinstance(files, str) else files or []
+            return {
+                "files": [
+                    {
+                        "id": item.get("id"),
+                        "title": item.get("title"),
+                        "permalink": f"https://wavegate-test.slack.com/files/U0BOT/{item.get('id')}",
+                    }
+                    for item in listed
+                ]
+            }
         if method == "views.open":
             return {"view": {"id": "V0VIEW"}}
         if method == "chat.getPermalink":
