@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 from commands.access import require
 from commands.announce import announce
-from commands.core import Conflict, Context, NotFound, Request, UsageError
+from commands.core import Conflict, Context, NotFound, Reply, Request, UsageError
 from commands.incident.outside import escape
 from commands.incident.rules import record, subject
 from commands.text import mention, parse_mention
+from commands.unit import perform
 from storage.audit import Outcome, record_event
 from storage.followups import add_followup, followup_from_message, get_followup, open_followups
+from storage.incidents import incident_in_channel
 from storage.models import FollowUp, FollowUpState, Incident
 
 TEXT_LIMIT = 2000
@@ -193,3 +195,37 @@ def remind_due_followups(ctx: Context) -> list[FollowUp]:
         )
         reminded.append(followup)
     return reminded
+
+
+SHORTCUT = "incident.followup.add"
+
+
+async def add_from_message(
+    ctx: Context, request: Request, *, channel: str, ts: str, text: str | None
+) -> Reply:
+    """The "Add as follow-up" message shortcut: the message becomes a follow-up of the incident
+    whose channel it is in, owned by whoever used the shortcut. One unit of work."""
+
+    async def work(ctx: Context) -> Reply:
+        incident = incident_in_channel(channel, session=ctx.session)
+        if incident is None:
+            raise UsageError("Add as follow-up works on messages in an incident's channel")
+        require(ctx.policy, "incident.followup", request, subject=subject(incident))
+        said = " ".join((text or "").split())[:TEXT_LIMIT]
+        if not said:
+            raise UsageError("that message has no text to make a follow-up of")
+        added = add(
+            ctx,
+            incident,
+            said,
+            owner=request.user_id,
+            due=None,
+            actor=request.user_id,
+            source_ts=ts,
+        )
+        return Reply(
+            f"Follow-up {added.id} added to #{incident.id}: {line(added)}. Close it with "
+            f"`/incident followup done {added.id}`."
+        )
+
+    return await perform(request.user_id, ctx, work, action="incident.followup")
