@@ -3,20 +3,20 @@ its channel and served by the API; and the channel archived after resolve."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from commands.announce import announce
 from commands.core import Context
 from commands.incident.chat import chat_of
-from commands.incident.followups import line as followup_line
 from commands.incident.rules import class_of, version_of
 from commands.text import span
 from storage.audit import Outcome, event_exists, record_event
 from storage.followups import followups_of
 from storage.incident_reach import roles_of, schedule_closure
 from storage.incidents import paused_rollouts
-from storage.models import Incident, IncidentClosure, Measurement
+from storage.models import FollowUp, FollowUpState, Incident, IncidentClosure, Measurement
 from storage.outbox import get_message
 from storage.postmortems import measurements_between, rolled_back_between, timeline_of
 
@@ -29,9 +29,21 @@ def when(at: datetime | None) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if at is not None else "—"
 
 
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+
+
 def _plain(text: str) -> str:
-    """Markdown table cells and list items stay on one line."""
-    return " ".join(text.split()).replace("|", "\\|")
+    """Markdown table cells and list items stay on one line; Slack mentions read `@U…`."""
+    return _MENTION.sub(r"@\1", " ".join(text.split())).replace("|", "\\|")
+
+
+def _followup(f: FollowUp) -> str:
+    parts = [f.text, f"owner @{f.owner}" if f.owner else "no owner"]
+    if f.due is not None:
+        parts.append(f"due {f.due:%Y-%m-%d}")
+    if f.state != FollowUpState.open:
+        parts.append(f"{f.state} {when(f.closed_at)}" + (f": {f.reason}" if f.reason else ""))
+    return " · ".join(parts)
 
 
 def _metric_lines(rows: Iterable[Measurement], versions: dict[int, str]) -> list[str]:
@@ -119,7 +131,7 @@ def build_postmortem(ctx: Context, incident: Incident) -> str:
     out += ["", "## Follow-ups", ""]
     followups = followups_of(incident.id, session=ctx.session)
     out += [
-        f"- [{'x' if f.state != 'open' else ' '}] {f.id}. {_plain(followup_line(f, ctx.now()))}"
+        f"- [{'x' if f.state != FollowUpState.open else ' '}] {f.id}. {_plain(_followup(f))}"
         for f in followups
     ] or ["- None yet: add them with `/incident followup TEXT @owner due YYYY-MM-DD`."]
     return "\n".join(out) + "\n"
