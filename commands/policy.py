@@ -62,6 +62,10 @@ ACTIONS: dict[str, list[str]] = {
     "incident.declare": ["everyone"],
     "incident.update": ["everyone"],
     "incident.resolve": ["incident-commanders", "release-managers"],
+    "incident.followup": ["everyone"],
+    "incident.followup.waive": ["incident-commanders", "release-managers"],
+    "incident.role": ["incident-commanders", "release-managers"],
+    "incident.stakeholders": ["everyone"],
 }
 EVERYONE = "everyone"
 
@@ -267,6 +271,79 @@ class Actuator(Strict):
     retries: Annotated[int, Field(ge=0, le=10)] = 3
 
 
+class FollowUps(Strict):
+    """Open follow-ups of resolved incidents become checklist items of the next release."""
+
+    gate: bool = False
+    # The incident classes whose follow-ups gate; empty: every class.
+    classes: list[Identifier] = []
+
+    def gates(self, incident_class: str) -> bool:
+        return self.gate and (not self.classes or incident_class in self.classes)
+
+
+class Proof(Strict):
+    """A scheduled check that a first-response path still works when an incident needs it."""
+
+    id: Identifier
+    title: str
+    # http: GET `url` answers `expect_status`; metric: `query` on `source` meets `success`;
+    # verify: the actuator's `verify` of the last known-good release is confirmed;
+    # rollback_age: the newest passed `evidence_item` (migration-rollback) is younger than max_age.
+    kind: Literal["http", "metric", "verify", "rollback_age"]
+    # The incident classes whose first response relies on this path (shown in their guidance).
+    classes: list[Identifier] = []
+    owner: SlackMember
+    interval: Duration = timedelta(hours=1)
+    timeout: Duration = timedelta(seconds=10)
+    # A failing proof blocks wave starts and promotions like an open sev2 (override: --force).
+    blocks_rollouts: bool = False
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    source: Identifier | None = None
+    query: str = ""
+    success: ConditionField | None = None
+    evidence_item: Identifier = "migration-rollback"
+    max_age: Duration | None = None
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> Proof:
+        if self.kind == "http" and self.url is None:
+            raise ValueError("an http proof needs a url")
+        if self.kind == "metric" and (not self.source or not self.query or not self.success):
+            raise ValueError("a metric proof needs a source, a query and a success condition")
+        if self.kind == "rollback_age" and self.max_age is None:
+            raise ValueError("a rollback_age proof needs max_age")
+        return self
+
+
+class Paging(Strict):
+    """Page through a webhook in PagerDuty Events API v2 shape: trigger, then resolve."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    routing_key_env: str = "WAVEGATE_PAGING_ROUTING_KEY"
+    # Page for these classes, and for every incident of severity max_severity or worse.
+    classes: list[Identifier] = []
+    max_severity: Annotated[int, Field(ge=0, le=4)] = 2
+    timeout: Duration = timedelta(seconds=10)
+
+    def pages(self, incident_class: str, severity: int) -> bool:
+        return incident_class in self.classes or severity <= self.max_severity
+
+
+class Stakeholders(Strict):
+    """Where `/incident stakeholders TEXT` posts, in a fixed plain format."""
+
+    channel: str
+
+
+class Archive(Strict):
+    """An incident channel is archived this long after resolve, with a last message linking the
+    postmortem."""
+
+    after: Duration
+
+
 def _default_reminders() -> dict[int, timedelta]:
     return {
         1: timedelta(minutes=30),
@@ -313,6 +390,25 @@ class Policy(Strict):
     reminders: dict[SeverityKey, Duration] = Field(default_factory=_default_reminders)
     actuator: Actuator | None = None
     alerts: Alerts = Alerts()
+    followups: FollowUps = FollowUps()
+    proofs: list[Proof] = []
+    paging: Paging | None = None
+    stakeholders: Stakeholders | None = None
+    archive: Archive | None = None
+
+    @model_validator(mode="after")
+    def _proofs_point_at_something(self) -> Policy:
+        seen: set[str] = set()
+        for index, proof in enumerate(self.proofs):
+            if proof.id in seen:
+                raise ValueError(f"proofs[{index}].id: duplicate id {proof.id!r}")
+            seen.add(proof.id)
+            if proof.source is not None and proof.source not in self.sources:
+                raise ValueError(f"proofs[{index}].source: unknown source {proof.source!r}")
+            for name in proof.classes:
+                if self.incidents and name not in self.incidents:
+                    raise ValueError(f"proofs[{index}].classes: unknown class {name!r}")
+        return self
 
     @field_validator("permissions")
     @classmethod
@@ -341,6 +437,9 @@ class Policy(Strict):
             if candidate.id == metric.id:
                 return f"metrics[{index}]"
         return f"metric {metric.id}"
+
+    def proof(self, proof_id: str) -> Proof | None:
+        return next((proof for proof in self.proofs if proof.id == proof_id), None)
 
     def wave_metrics(self, wave: Wave) -> list[Metric]:
         if wave.metrics is None:

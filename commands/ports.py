@@ -3,7 +3,8 @@
 - the actuator tells the deploy system to change exposure (`bot/actuator.py`: a signed webhook;
   with no `actuator` in the policy every action succeeds locally, as in the console);
 - the metric sources read measurements (`bot/sources/`);
-- the incident chat creates channels and opens forms (`bot/slack/chat.py`, `bot/console/chat.py`).
+- the incident chat creates channels, opens forms, uploads postmortems and archives channels
+  (`bot/slack/chat.py`, `bot/console/chat.py`).
   Posts do not go through it: they go through the outbox (`commands/announce.py`).
 """
 
@@ -19,7 +20,9 @@ from typing import Any, Literal, Protocol
 
 from commands.analysis.measure import MetricSource
 
-Action = Literal["start", "promote", "pause", "resume", "rollback"]
+# `verify` asks the deploy system whether a release (the last known-good) is still deployable;
+# it changes nothing (a proof of the rollback path, commands/incident/proofs.py).
+Action = Literal["start", "promote", "pause", "resume", "rollback", "verify"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,15 @@ class IncidentChat(Protocol):
 
     async def message_text(self, channel: str, ts: str) -> str | None:
         """The text of one message (for a message pinned by reaction), None when unreadable."""
+
+    async def upload_file(
+        self, channel: str, *, filename: str, title: str, content: str, comment: str
+    ) -> str | None:
+        """Upload a text file to the channel (files.uploadV2); its permalink, or None when Slack
+        gave none. Raises ChatFailed when the upload is refused. Call it outside a transaction."""
+
+    async def archive_channel(self, channel: str) -> None:
+        """Archive the channel; raises ChatFailed when Slack refuses (not_in_channel, …)."""
 
 
 def instance_name() -> str:

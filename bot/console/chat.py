@@ -1,4 +1,4 @@
-"""The incident chat port in the console: it prints each call, so the whole flow is visible."""
+"""The incident chat port in the console: it prints each call, uploads and archives included."""
 
 from __future__ import annotations
 
@@ -36,3 +36,12 @@ class ConsoleIncidentChat:
 
     async def message_text(self, channel: str, ts: str) -> str | None:
         return None
+
+    async def upload_file(
+        self, channel: str, *, filename: str, title: str, content: str, comment: str
+    ) -> str | None:
+        self.say(f"[slack] files.uploadV2 {channel}: {filename} ({title}) — {comment}\n{content}")
+        return None
+
+    async def archive_channel(self, channel: str) -> None:
+        self.say(f"[slack] conversations.archive {channel}")

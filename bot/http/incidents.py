@@ -1,4 +1,4 @@
-"""`GET /api/v1/incidents` and `POST /api/v1/alerts` (the Alertmanager webhook receiver)."""
+"""`GET /api/v1/incidents`, a postmortem draft, the monthly review, and `POST /api/v1/alerts`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from bot.http.keys import RUNTIME
 from bot.telemetry import observe_alert_ignored
 from commands.core import CommandError
 from commands.incident.alerts import AlertGroup, AlertOutcome, FiringAlert, receive_alerts
-from storage.incidents import list_incidents
+from commands.incident.improve import build_full_review
+from commands.incident.improve_text import review_json
+from commands.incident.parse import parse_month
+from commands.incident.postmortem import build_postmortem
+from storage.incidents import get_incident, list_incidents
 from storage.models import Incident, IncidentStatus
 
 routes = web.RouteTableDef()
@@ -47,6 +51,33 @@ async def get_incidents(request: web.Request) -> web.Response:
     with request.app[RUNTIME].unit() as ctx:
         incidents = list_incidents(session=ctx.session, status=status)
         return web.json_response({"incidents": [incident_json(i) for i in incidents]})
+
+
+@routes.get("/api/v1/incidents/{id}/postmortem")
+async def get_postmortem(request: web.Request) -> web.Response:
+    """The postmortem draft as Markdown, built from what is recorded now."""
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 9:
+        return error(400, f"id: {raw[:20]!r} is not an incident id")
+    with request.app[RUNTIME].unit() as ctx:
+        incident = get_incident(int(raw), session=ctx.session)
+        if incident is None:
+            return error(404, f"no incident #{raw}")
+        document = build_postmortem(ctx, incident)
+    return web.Response(text=document, content_type="text/markdown", charset="utf-8")
+
+
+@routes.get("/api/v1/review")
+async def get_review(request: web.Request) -> web.Response:
+    """The monthly review as JSON (`?month=YYYY-MM`, default this month so far)."""
+    runtime = request.app[RUNTIME]
+    month = request.query.get("month") or f"{runtime.clock():%Y-%m}"
+    try:
+        start, _ = parse_month(month, "GET /api/v1/review?month=YYYY-MM")
+    except CommandError as err:
+        return error(400, f"month: {err.message}")
+    with runtime.unit() as ctx:
+        return web.json_response(review_json(build_full_review(ctx, start)))
 
 
 class Lenient(BaseModel):

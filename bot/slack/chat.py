@@ -1,4 +1,4 @@
-"""The incident chat port on Slack's Web API: channels, invites, topics, forms, message text."""
+"""The incident chat port on Slack's Web API: channels, invites, topics, forms, files, archive."""
 
 from __future__ import annotations
 
@@ -78,3 +78,34 @@ class SlackIncidentChat:
         if not messages:
             return None
         return str(messages[0].get("text") or "") or None
+
+    async def upload_file(
+        self, channel: str, *, filename: str, title: str, content: str, comment: str
+    ) -> str | None:
+        # files_upload_v2: files.getUploadURLExternal, a POST of the bytes to the URL Slack
+        # returns, then files.completeUploadExternal, which shares the file in the channel.
+        try:
+            response = await self.client.files_upload_v2(
+                channel=channel,
+                filename=filename,
+                title=title,
+                content=content,
+                initial_comment=comment,
+            )
+        except SlackApiError as exc:
+            raise ChatFailed(f"Slack refused the upload of {filename}: {_error(exc)}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChatFailed(f"Slack could not be reached to upload {filename}: {exc}") from None
+        files: list[dict[str, Any]] = response.get("files") or []
+        link = files[0].get("permalink") if files else None
+        return str(link) if link else None
+
+    async def archive_channel(self, channel: str) -> None:
+        try:
+            await self.client.conversations_archive(channel=channel)
+        except SlackApiError as exc:
+            if _error(exc) == "already_archived":
+                return
+            raise ChatFailed(f"Slack refused to archive <#{channel}>: {_error(exc)}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChatFailed(f"Slack could not be reached to archive <#{channel}>: {exc}") from None

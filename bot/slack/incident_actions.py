@@ -1,5 +1,6 @@
 """Bolt listeners for incident interactivity: the declare form, checklist ticks, Resume buttons,
-and pinned messages (the `pin_added` and `reaction_added` events) joining the timeline.
+the "Add as follow-up" message shortcut, and pinned messages (the `pin_added` and
+`reaction_added` events) joining the timeline.
 
 They only translate Slack payloads to requests and replies; the rules are in
 `commands/incident/actions.py`.
@@ -16,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.requests import NO_USER, Listeners, action_of, id_of
-from commands.incident import actions
+from commands.incident import actions, followups
 from commands.incident.views import DECLARE_FORM, RESUME_ACTION, TICK_ACTION
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,34 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
 
     for prefix in (TICK_ACTION, RESUME_ACTION):
         app.action(re.compile(rf"^{re.escape(prefix)}(\.\d+)?$"))(on_button)
+
+    # -------------------------------------------------------- the message shortcut
+
+    async def on_add_followup(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        message = body.get("message") or {}
+        channel = str((body.get("channel") or {}).get("id", ""))
+
+        async def add() -> None:
+            request = await listeners.request(
+                user_id=str((body.get("user") or {}).get("id", "")),
+                command="/incident",
+                text="followup",
+                channel_id=channel or None,
+            )
+            with runtime.unit() as ctx:
+                reply = await followups.add_from_message(
+                    ctx,
+                    request,
+                    channel=channel,
+                    ts=str(message.get("ts", "")),
+                    text=message.get("text"),
+                )
+            await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+
+        listeners.after_ack(add())
+
+    app.shortcut(followups.SHORTCUT)(on_add_followup)
 
     # -------------------------------------------------------- pinned messages
 

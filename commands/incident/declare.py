@@ -6,7 +6,7 @@ from datetime import UTC, timedelta
 
 from commands.announce import announce
 from commands.core import Context, NotFound
-from commands.incident import views
+from commands.incident import paging, proofs, views
 from commands.incident.chat import ChatFailed, chat_of
 from commands.incident.parse import DeclareArgs, channel_name
 from commands.incident.rules import (
@@ -95,9 +95,12 @@ async def declare_incident(
         kind="declared",
         text=f"Declared sev{incident.severity} {incident.incident_class}: {incident.summary}",
     )
-    text, blocks = views.guidance(incident, cls, {})
+    text, blocks = proofs.with_proofs(
+        ctx, incident.incident_class, *views.guidance(incident, cls, {})
+    )
     announce(ctx, text, channel=channel.id, blocks=blocks, message_key=guidance_key(incident))
     announce_incident(ctx, incident)
+    paging.page(ctx, incident, "trigger")
     await run_automations(ctx, incident, cls, actor=actor)
     return incident
 

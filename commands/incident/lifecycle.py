@@ -5,7 +5,7 @@ from __future__ import annotations
 from commands.access import require
 from commands.announce import announce
 from commands.core import Conflict, Context, NotFound, Request, UsageError
-from commands.incident import views
+from commands.incident import paging, postmortem, proofs, views
 from commands.incident.chat import chat_of
 from commands.incident.parse import IncidentRef
 from commands.incident.rules import (
@@ -150,6 +150,8 @@ async def resolve(
     paused = [(r, version_of(ctx, r)) for r in paused_rollouts(incident.id, session=ctx.session)]
     text, blocks = views.resolve_summary(incident, summary, paused)
     tell(ctx, incident, text, blocks=blocks)
+    paging.page(ctx, incident, "resolve")
+    postmortem.schedule_archive(ctx, incident)
     await show_change(ctx, incident)
     return paused
 
@@ -198,7 +200,8 @@ def tick_step(ctx: Context, incident_id: int, step: int, *, request: Request) ->
             action="incident.step",
             subject=subject(incident),
         ) from None
-    text, blocks = views.guidance(incident, cls, ticks_of(ctx, incident))
+    guidance = views.guidance(incident, cls, ticks_of(ctx, incident))
+    text, blocks = proofs.with_proofs(ctx, incident.incident_class, *guidance)
     assert incident.channel is not None
     announce(ctx, text, channel=incident.channel, blocks=blocks, message_key=guidance_key(incident))
     return incident

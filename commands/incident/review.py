@@ -8,17 +8,11 @@ import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from commands.announce import announce
 from commands.core import Context, Reply
-from commands.incident.parse import previous_month
 from commands.incident.views import channel_link
 from commands.text import span
-from storage.audit import Outcome, event_exists, record_event
 from storage.incidents import declared_between
 from storage.models import Incident
-
-REVIEW_ACTOR = "wavegate"
-POSTED = "posted"
 
 
 @dataclass(frozen=True)
@@ -128,26 +122,3 @@ def render_review(review: Review) -> Reply:
     else:
         lines.append("No recurring class lacks an automation.")
     return Reply("\n".join(lines))
-
-
-def post_monthly_review(ctx: Context) -> bool:
-    """The scheduled review of last month, posted once in the incidents channel."""
-    start, end = previous_month(ctx.now())
-    target = f"review:{start:%Y-%m}"
-    channel = ctx.policy.channels.incidents
-    if channel is None:
-        return False
-    if event_exists(action="incident.review", subject=target, detail=POSTED, session=ctx.session):
-        return False
-    reply = render_review(build_review(ctx, start, end))
-    announce(ctx, reply.text, channel=channel)
-    record_event(
-        actor=REVIEW_ACTOR,
-        action="incident.review",
-        subject=target,
-        outcome=Outcome.ok,
-        detail=POSTED,
-        at=ctx.now(),
-        session=ctx.session,
-    )
-    return True

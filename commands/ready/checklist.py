@@ -9,10 +9,11 @@ from enum import StrEnum
 
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed, NotFound, UsageError
-from commands.policy import ChecklistItem
+from commands.policy import ChecklistItem, Verify
 from commands.text import ago, escape
 from storage.audit import Outcome, event_exists, record_event
 from storage.checks import latest_results, record_check
+from storage.followups import gating_followups
 from storage.models import CheckResult, CheckStatus, Release, ReleaseState
 from storage.releases import (
     DuplicateRelease,
@@ -129,7 +130,31 @@ def evaluate(release: Release, ctx: Context) -> Checklist:
             statuses.append(newest)
         else:
             statuses.append(ItemStatus(item, ItemState.pending))
+    if release.state == ReleaseState.candidate:
+        statuses += followup_items(ctx)
     return Checklist(release, statuses)
+
+
+def followup_items(ctx: Context) -> list[ItemStatus]:
+    """Open follow-ups of resolved incidents, as items of every candidate's checklist where the
+    policy says so (`followups: {gate: true}`): an incident's lesson reaches the next release.
+    They are closed with `/incident followup done N` (or waived), never with `/ready`."""
+    if not ctx.policy.followups.gate:
+        return []
+    items: list[ItemStatus] = []
+    for followup, incident in gating_followups(session=ctx.session):
+        if not ctx.policy.followups.gates(incident.incident_class):
+            continue
+        item = ChecklistItem(
+            id=f"followup-{followup.id}",
+            title=f"Follow-up {followup.id} of incident #{incident.id} "
+            f"({incident.incident_class}): {escape(followup.text)}"[:300],
+            owner=followup.owner,
+            verify=Verify(by="person"),
+        )
+        reason = f"close it with `/incident followup done {followup.id}` (or waive it)"
+        items.append(ItemStatus(item, ItemState.pending, followup.created_at, None, None, reason))
+    return items
 
 
 def require_complete(release: Release, ctx: Context, *, action: str) -> None:

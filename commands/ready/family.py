@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import (
 
 from commands.access import require
 from commands.core import Context, Family, GateClosed, Invocation, NotFound, Reply
+from commands.incident import proofs
 from commands.ready.checklist import (
     ACTION_OF,
     Checklist,
@@ -179,14 +180,22 @@ def render_checklist(checklist: Checklist, ctx: Context) -> Reply:
     lines = [_line(status, ctx) for status in checklist.items]
     if not checklist.items:
         lines = ["The policy defines no checklist items."]
+    now = ctx.now()
+    # The paths an incident's first response relies on, so a release manager sees them before
+    # starting (a failing one that blocks rollouts is listed among the start's blockers).
+    proof_lines = [status.line(now) for status in proofs.statuses(ctx)]
+    if proof_lines:
+        lines.append("*Proofs of the first-response paths:*\n" + "\n".join(proof_lines))
     text = "\n".join([headline, *lines])
     blocks = [
         HeaderBlock(text=f"Readiness: {release.version}"[:150]),
         SectionBlock(text=MarkdownTextObject(text=headline)),
         DividerBlock(),
     ]
-    for status in checklist.items[:45]:
+    for status in checklist.items[:44]:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_line(status, ctx)[:3000])))
+    if proof_lines:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[-1][:3000])))
     blocks.append(
         ContextBlock(
             elements=[

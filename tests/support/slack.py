@@ -75,6 +75,9 @@ class FakeSlack:
     posted: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Seconds every API call takes (a slow Slack).
     delay: float = 0.0
+    # files.uploadV2: the bytes POSTed to each upload URL, by file id.
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    _files: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # ------------------------------------------------------------ test API
 
@@ -118,6 +121,23 @@ class FakeSlack:
     def posts(self) -> list[dict[str, Any]]:
         return [call.args for call in self.calls_to("chat.postMessage")]
 
+    def uploaded(self) -> list[dict[str, Any]]:
+        """Each completed upload: channel, title, comment and the content that was POSTed."""
+        done = []
+        for call in self.calls_to("files.completeUploadExternal"):
+            files = call.args.get("files")
+            listed = json.loads(files) if isinstance(files, str) else files or []
+            for item in listed:
+                done.append(
+                    {
+                        "channel": call.args.get("channel_id"),
+                        "title": item.get("title"),
+                        "comment": call.args.get("initial_comment"),
+                        "content": self.uploads.get(str(item.get("id")), b"").decode(),
+                    }
+                )
+        return done
+
     def responses_to(self, key: str = "1") -> list[dict[str, Any]]:
         return [body for path_key, body in self.responses if path_key == key]
 
@@ -130,6 +150,8 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/via/{via}/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response)
+        # The upload URL files.getUploadURLExternal hands out (files.slack.com in Slack).
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -209,6 +231,10 @@ class FakeSlack:
         self.responses.append((request.match_info["key"], await request.json()))
         return web.Response(text="ok")
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        self.uploads[request.match_info["file_id"]] = await request.read()
+        return web.Response(text="OK - 200")
+
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
             return {
@@ -235,6 +261,22 @@ class FakeSlack:
             return {"channel": {"id": channel_id, "name": name}}
         if method == "usergroups.users.list":
             return {"users": self.usergroups.get(str(args.get("usergroup")), [])}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F0FILE{next(self._files):04d}"
+            return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            files = args.get("files")
+            listed = json.loads(files) if isinstance(files, str) else files or []
+            return {
+                "files": [
+                    {
+                        "id": item.get("id"),
+                        "title": item.get("title"),
+                        "permalink": f"https://wavegate-test.slack.com/files/U0BOT/{item.get('id')}",
+                    }
+                    for item in listed
+                ]
+            }
         if method == "views.open":
             return {"view": {"id": "V0VIEW"}}
         if method == "chat.getPermalink":

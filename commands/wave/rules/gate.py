@@ -6,6 +6,7 @@ from commands.access import in_role, require
 from commands.analysis.judge import Verdict, WaveVerdict
 from commands.analysis.verdicts import judge_rows, metric_links
 from commands.core import Context, Forbidden, Request
+from commands.incident.proofs import blockers as proof_blockers
 from commands.policy import Wave
 from commands.text import span
 from commands.values import format_duration
@@ -43,7 +44,7 @@ def incident_blockers(ctx: Context) -> list[Blocker]:
             i,
         )
         for i in open_incidents(session=ctx.session, max_severity=2)
-    ]
+    ] + [Blocker("proof", text) for text in proof_blockers(ctx)]
 
 
 def promotion_blockers(ctx: Context, rollout: Rollout) -> list[Blocker]:

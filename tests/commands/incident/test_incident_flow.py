@@ -467,7 +467,7 @@ async def test_scheduled_jobs_remind_once_and_post_the_review_once(
     reviews = [p["text"] for p in posts_to(service, INCIDENTS) if "Incident review" in p["text"]]
     assert len(reviews) == 1
     assert reviews[0].startswith("Incident review 2026-11: 1 incident(s)")
-    assert "1. auth-policy-failure · 1 · — · — · #1" in reviews[0]
+    assert "1. auth-policy-failure · 1 · — / — · — / — · #1" in reviews[0]
 
 
 async def test_slack_refusing_the_channel_declares_nothing(service: Service) -> None:

@@ -16,9 +16,10 @@ from sqlmodel import Session, col, select
 
 from bot.slack.chat import SlackIncidentChat
 from commands.core import Conflict, Context, Request, UsageError
+from commands.incident.improve_text import post_monthly_review
 from commands.incident.parse import channel_name, parse_declare, parse_month, slugify
 from commands.incident.reminders import remind_due
-from commands.incident.review import build_review, post_monthly_review, render_review
+from commands.incident.review import build_review, render_review
 from commands.policy import IncidentClass, Policy
 from commands.router import dispatch
 from storage.models import Incident, IncidentStatus, OutboxPost, TimelineEntry
