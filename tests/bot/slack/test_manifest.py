@@ -25,6 +25,9 @@ METHOD_SCOPES: dict[str, str | None] = {
     "conversations.create": "channels:manage",
     "conversations.invite": "channels:manage",
     "conversations.setTopic": "channels:manage",
+    "conversations.archive": "channels:manage",
+    # slack_sdk's files_upload_v2: files.getUploadURLExternal, then files.completeUploadExternal.
+    "files.upload.v2": "files:write",
     "conversations.history": "channels:history",
     "usergroups.users.list": "usergroups:read",
     "views.open": None,
@@ -43,6 +46,7 @@ API_FAMILIES = [
     "auth",
     "chat",
     "conversations",
+    "files",
     "pins",
     "reactions",
     "usergroups",
@@ -58,7 +62,7 @@ def manifest() -> dict[str, object]:
 def methods_the_code_calls() -> set[str]:
     """`client.chat_postMessage(` → `chat.postMessage`, over every module under bot/."""
     families = "|".join(API_FAMILIES)
-    call = re.compile(rf"\.((?:{families})_[A-Za-z_]+)\(")
+    call = re.compile(rf"\.((?:{families})_[A-Za-z0-9_]+)\(")
     found = set()
     for path in (CHECKOUT / "bot").rglob("*.py"):
         for name in call.findall(path.read_text()):
