@@ -6,45 +6,24 @@ Value types (durations, conditions) are in `commands/values.py`; reading a file 
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from commands.policy_incidents import Alerts, Archive, FollowUps, Paging, Proof, Stakeholders
 from commands.values import (
     ConditionField,
     Duration,
-    _quote,
+    Identifier,
+    SeverityKey,
+    SlackMember,
+    Strict,
 )
-
-_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
-
-
-def _slack_member(value: object) -> str:
-    if not isinstance(value, str) or not _SLACK_ID.match(value):
-        raise ValueError(
-            f"{_quote(value)} is not a Slack user or user-group id (U…, W… or S…, upper case)"
-        )
-    return value
-
-
-SlackMember = Annotated[str, BeforeValidator(_slack_member)]
-Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors, so a typo in the policy file surfaces instead of being ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 # ---------------------------------------------------------------- sections
 
@@ -271,79 +250,6 @@ class Actuator(Strict):
     retries: Annotated[int, Field(ge=0, le=10)] = 3
 
 
-class FollowUps(Strict):
-    """Open follow-ups of resolved incidents become checklist items of the next release."""
-
-    gate: bool = False
-    # The incident classes whose follow-ups gate; empty: every class.
-    classes: list[Identifier] = []
-
-    def gates(self, incident_class: str) -> bool:
-        return self.gate and (not self.classes or incident_class in self.classes)
-
-
-class Proof(Strict):
-    """A scheduled check that a first-response path still works when an incident needs it."""
-
-    id: Identifier
-    title: str
-    # http: GET `url` answers `expect_status`; metric: `query` on `source` meets `success`;
-    # verify: the actuator's `verify` of the last known-good release is confirmed;
-    # rollback_age: the newest passed `evidence_item` (migration-rollback) is younger than max_age.
-    kind: Literal["http", "metric", "verify", "rollback_age"]
-    # The incident classes whose first response relies on this path (shown in their guidance).
-    classes: list[Identifier] = []
-    owner: SlackMember
-    interval: Duration = timedelta(hours=1)
-    timeout: Duration = timedelta(seconds=10)
-    # A failing proof blocks wave starts and promotions like an open sev2 (override: --force).
-    blocks_rollouts: bool = False
-    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    source: Identifier | None = None
-    query: str = ""
-    success: ConditionField | None = None
-    evidence_item: Identifier = "migration-rollback"
-    max_age: Duration | None = None
-
-    @model_validator(mode="after")
-    def _fits_its_kind(self) -> Proof:
-        if self.kind == "http" and self.url is None:
-            raise ValueError("an http proof needs a url")
-        if self.kind == "metric" and (not self.source or not self.query or not self.success):
-            raise ValueError("a metric proof needs a source, a query and a success condition")
-        if self.kind == "rollback_age" and self.max_age is None:
-            raise ValueError("a rollback_age proof needs max_age")
-        return self
-
-
-class Paging(Strict):
-    """Page through a webhook in PagerDuty Events API v2 shape: trigger, then resolve."""
-
-    url: Annotated[str, Field(pattern=r"^https?://")]
-    routing_key_env: str = "WAVEGATE_PAGING_ROUTING_KEY"
-    # Page for these classes, and for every incident of severity max_severity or worse.
-    classes: list[Identifier] = []
-    max_severity: Annotated[int, Field(ge=0, le=4)] = 2
-    timeout: Duration = timedelta(seconds=10)
-
-    def pages(self, incident_class: str, severity: int) -> bool:
-        return incident_class in self.classes or severity <= self.max_severity
-
-
-class Stakeholders(Strict):
-    """Where `/incident stakeholders TEXT` posts, in a fixed plain format."""
-
-    channel: str
-
-
-class Archive(Strict):
-    """An incident channel is archived this long after resolve, with a last message linking the
-    postmortem."""
-
-    after: Duration
-
-
 def _default_reminders() -> dict[int, timedelta]:
     return {
         1: timedelta(minutes=30),
@@ -351,27 +257,6 @@ def _default_reminders() -> dict[int, timedelta]:
         3: timedelta(hours=4),
         4: timedelta(hours=24),
     }
-
-
-def _severity_key(value: object) -> int:
-    text = str(value).lower().removeprefix("sev")
-    if text not in {"1", "2", "3", "4"}:
-        raise ValueError(f"invalid severity {_quote(value)} (use sev1 to sev4)")
-    return int(text)
-
-
-SeverityKey = Annotated[int, BeforeValidator(_severity_key)]
-
-
-def _default_severity_map() -> dict[str, int]:
-    return {"critical": 1, "page": 1, "error": 2, "high": 2, "warning": 3, "warn": 3, "info": 4}
-
-
-class Alerts(Strict):
-    """How Alertmanager's labels read (DESIGN §9)."""
-
-    # A `severity` label's value (lower case) → sev1 to sev4; numbers and `sevN` always work.
-    severity_map: dict[str, SeverityKey] = Field(default_factory=_default_severity_map)
 
 
 class Policy(Strict):

@@ -1,4 +1,4 @@
-"""The value types of the policy file: durations (`90s`, `15m`, `2h`) and conditions (`>= 0.97`)."""
+"""The policy file's value types: durations, conditions, Slack ids, identifiers, severities."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -112,3 +112,34 @@ ConditionField = Annotated[
     BeforeValidator(parse_condition),
     PlainSerializer(str, return_type=str),
 ]
+
+
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+def _slack_member(value: object) -> str:
+    if not isinstance(value, str) or not _SLACK_ID.match(value):
+        raise ValueError(
+            f"{_quote(value)} is not a Slack user or user-group id (U…, W… or S…, upper case)"
+        )
+    return value
+
+
+SlackMember = Annotated[str, BeforeValidator(_slack_member)]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, so a typo in the policy file surfaces instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _severity_key(value: object) -> int:
+    text = str(value).lower().removeprefix("sev")
+    if text not in {"1", "2", "3", "4"}:
+        raise ValueError(f"invalid severity {_quote(value)} (use sev1 to sev4)")
+    return int(text)
+
+
+SeverityKey = Annotated[int, BeforeValidator(_severity_key)]

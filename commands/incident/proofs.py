@@ -11,7 +11,8 @@ from typing import Any
 from commands.analysis.measure import render_query
 from commands.announce import announce
 from commands.core import Context
-from commands.policy import Metric, Proof
+from commands.policy import Metric
+from commands.policy_incidents import Proof
 from commands.ports import Actuation, ActuatorFailed, Ports
 from commands.text import ago, escape, mention, span
 from storage.audit import Outcome, record_event

@@ -7,14 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands.core import Invocation, NotFound, Reply
-from commands.policy import (
-    EVERYONE,
-    HttpJsonSource,
-    Metric,
-    Policy,
-    PrometheusSource,
-    Wave,
-)
+from commands.policy import EVERYONE, HttpJsonSource, Metric, Policy, PrometheusSource, Wave
 from commands.ready.checklist import evaluate
 from commands.values import format_duration
 from commands.wave import views

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from commands.policy import FollowUps, Policy, Proof, Stakeholders
+from commands.policy import Policy
 from commands.policy_file import builtin_policy
+from commands.policy_incidents import FollowUps, Proof, Stakeholders
 from tests.conftest import Service, with_channels
 from tests.support.incidents import FakeSlackWithHistory
 

@@ -3,13 +3,21 @@ a 500; a change already acknowledged is kept and its post waits in the outbox.""
 
 from __future__ import annotations
 
+from sqlmodel import select
+
 from bot.http.keys import LISTENERS
 from bot.slack.app import UNREACHABLE
+from commands.core import Context
 from commands.policy import Policy
+from storage.models import Rollout
 from storage.outbox import pending_posts
 from tests.conftest import DEVELOPER, Service
 from tests.support.clock import FakeClock
 from tests.support.waves import rollout, start
+
+
+def rollout_count(ctx: Context) -> int:
+    return len(ctx.session.exec(select(Rollout)).all())
 
 
 async def test_first_request_with_slack_unreachable_gets_a_plain_answer(service: Service) -> None:
@@ -45,6 +53,14 @@ async def test_a_group_lookup_with_slack_unreachable_is_not_a_500(
     # The group's members are read again at the next request, as when the cache has expired.
     service.app[LISTENERS].membership.ttl = 0
     await service.slack.stop()
+    # A read that needs no permission is answered as usual; the membership is only unknown.
     response = await service.command("/wave", "status")
     assert response.status == 200
-    assert (await response.json())["text"] == UNREACHABLE
+    assert (await response.json())["text"].startswith("No rollout is active")
+    # One that rests on the group is acknowledged too (its refusal, in plain words, is
+    # tests/bot/slack/test_group_membership.py), and changes nothing.
+    refused = await service.command("/wave", "start 9.9")
+    assert refused.status == 200
+    await service.app[LISTENERS].drain(5)
+    with service.runtime.unit() as ctx:
+        assert rollout_count(ctx) == 0

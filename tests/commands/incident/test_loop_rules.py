@@ -12,8 +12,9 @@ from commands.analysis.measure import Reading
 from commands.core import Context, UsageError
 from commands.incident import proofs
 from commands.incident.followups import parse_followup, remind_due_followups
-from commands.policy import Metric, Paging, Proof
+from commands.policy import Metric
 from commands.policy_file import PolicyInvalid, parse_policy
+from commands.policy_incidents import Paging, Proof
 from commands.ports import Ports
 from storage.models import (
     CheckResult,

@@ -12,7 +12,8 @@ from sqlmodel import Session
 
 from bot.http.keys import LISTENERS
 from bot.jobs.incidents import archive_resolved
-from commands.policy import Archive, Policy
+from commands.policy import Policy
+from commands.policy_incidents import Archive
 from storage.measurements import add_measurement
 from tests.conftest import COMMANDER, DEVELOPER, Service
 from tests.support.clock import FakeClock

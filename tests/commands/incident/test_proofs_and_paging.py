@@ -12,7 +12,8 @@ from sqlmodel import Session
 
 from bot.actuator import WebhookActuator
 from bot.jobs.incidents import check_proofs, deliver_pages
-from commands.policy import Actuator, Paging, Policy, Proof
+from commands.policy import Actuator, Policy
+from commands.policy_incidents import Paging, Proof
 from storage.models import Release, ReleaseState
 from tests.conftest import COMMANDER, DEVELOPER, Service
 from tests.support.actuator import SECRET, FakeDeploySystem
