@@ -98,8 +98,14 @@ def serve(settings: Settings) -> int:
 
         app.cleanup_ctx.append(socket_mode)
     log.info("wavegate serving on port %s", settings.port)
-    web.run_app(app, port=settings.port, print=None)
+    web.run_app(app, port=settings.port, print=None, access_log=access_logger(settings))
     return 0
+
+
+def access_logger(settings: Settings) -> logging.Logger | None:
+    """aiohttp's access log with `LOG_ACCESS=1`; None (off, and no per-request formatting
+    work at all) by default."""
+    return logging.getLogger("aiohttp.access") if settings.log_access else None
 
 
 def parser() -> argparse.ArgumentParser:
