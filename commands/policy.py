@@ -222,6 +222,13 @@ def _severity_key(value: object) -> int:
 SeverityKey = Annotated[int, BeforeValidator(_severity_key)]
 
 
+class Retention(Strict):
+    """How long raw polls of a finished wave are kept before they are rolled up into one summary
+    per wave and metric (the current wave of an active rollout always keeps its polls)."""
+
+    measurements: Duration = timedelta(days=14)
+
+
 class Policy(Strict):
     version: Literal[1]
     channels: Channels = Channels()
@@ -237,6 +244,7 @@ class Policy(Strict):
     # How often an open incident's channel is reminded to post an update, by severity.
     reminders: dict[SeverityKey, Duration] = Field(default_factory=_default_reminders)
     actuator: Actuator | None = None
+    retention: Retention = Retention()
 
     @field_validator("permissions")
     @classmethod

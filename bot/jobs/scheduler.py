@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.jobs import checklist, incidents, waves
+from bot.jobs import checklist, incidents, retention, waves
 from bot.jobs.job import Job, leader_only
 from bot.runtime import Runtime
 
 
 def jobs(runtime: Runtime) -> list[Job]:
     """Every scheduled job. Families add theirs here."""
-    return [*checklist.jobs(runtime), *incidents.jobs(runtime), *waves.jobs(runtime)]
+    return [
+        *checklist.jobs(runtime),
+        *incidents.jobs(runtime),
+        *waves.jobs(runtime),
+        *retention.jobs(runtime),
+    ]
 
 
 def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
