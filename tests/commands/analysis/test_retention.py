@@ -18,6 +18,7 @@ from commands.core import Context
 from commands.policy import Policy, Retention
 from storage.measurements import add_measurement
 from storage.models import (
+    AuditEvent,
     Measurement,
     MeasurementSummary,
     Release,
@@ -25,6 +26,7 @@ from storage.models import (
     Rollout,
     RolloutState,
 )
+from tests.conftest import run
 from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -191,3 +193,33 @@ def test_a_second_run_changes_nothing_and_the_retention_comes_from_the_policy(
     with Session(any_engine) as session:
         assert session.execute(sa.text("SELECT count(*) FROM measurement")).scalar_one() == 0
         assert len(list(session.exec(select(MeasurementSummary)))) == 1
+
+
+async def test_wave_history_reads_the_summaries_of_rolled_up_waves(
+    ctx: Context, clock: FakeClock
+) -> None:
+    rng = random.Random(5)
+    seeded = Seeded({})
+    done = add_rollout(ctx.session, "1.0", RolloutState.complete, 1)
+    ctx.session.add(
+        AuditEvent(at=NOW, actor="U0RM1", action="wave.start", subject="release:1.0", outcome="ok")
+    )
+    old, rolled = ctx.now() - timedelta(days=20), (done, 0, "latency")
+    seed_polls(ctx.session, seeded, rolled, newest=old, count=40, rng=rng)
+    seed_polls(ctx.session, seeded, (done, 1, "latency"), newest=ctx.now(), count=5, rng=rng)
+    assert roll_up_measurements(ctx).summaries == 1
+
+    reply = await run(ctx, "/wave history 1.0")
+
+    lines = reply.text.splitlines()
+    assert "Measurements:" in lines
+    summary = next(line for line in lines if line.startswith("wave 1 (staging) · latency: "))
+    polls = seeded.polls[rolled]
+    values = sorted(v for _, v, _ in polls if v is not None)
+    assert summary.startswith(f"wave 1 (staging) · latency: {len(polls)} polls (")
+    assert f"p95 {statistics.quantiles(values, n=100, method='inclusive')[94]:.4g}" in summary
+    assert f"max {values[-1]:.4g}" in summary
+    assert summary.endswith("(rolled up)")
+    raw = next(line for line in lines if line.startswith("wave 2 (internal) · latency: "))
+    assert raw.startswith("wave 2 (internal) · latency: 5 polls (")
+    assert "rolled up" not in raw
