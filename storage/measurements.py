@@ -8,7 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from storage.db import core_connection
 from storage.models import Measurement, MeasurementSummary, Rollout, RolloutState
+from storage.types import UtcDateTime
 
 
 def add_measurement(
@@ -36,23 +38,46 @@ def add_measurement(
     return row
 
 
+@dataclass(frozen=True)
+class StoredPoll:
+    """One stored poll as the judge and the due-poll check read it (a plain row, not an ORM
+    object: a wave holds up to a window's worth of polls and they are read on every poll)."""
+
+    metric: str
+    phase: str
+    value: float | None
+    detail: str | None
+    taken_at: datetime
+
+
+_WAVE_POLLS = (
+    sa.select(
+        Measurement.__table__.c.metric,  # type: ignore[attr-defined]
+        Measurement.__table__.c.phase,  # type: ignore[attr-defined]
+        Measurement.__table__.c.value,  # type: ignore[attr-defined]
+        Measurement.__table__.c.detail,  # type: ignore[attr-defined]
+        Measurement.__table__.c.taken_at,  # type: ignore[attr-defined]
+    )
+    .where(
+        col(Measurement.rollout_id) == sa.bindparam("rollout_id"),
+        col(Measurement.wave_index) == sa.bindparam("wave_index"),
+        col(Measurement.taken_at) >= sa.bindparam("since", type_=UtcDateTime),
+    )
+    .order_by(col(Measurement.taken_at), col(Measurement.id))
+)
+
+
 def wave_measurements(
     rollout_id: int, wave_index: int, *, since: datetime, session: Session
-) -> dict[str, list[Measurement]]:
+) -> dict[str, list[StoredPoll]]:
     """The polls of one wave taken since `since` (the wave's start or its last resume), by
     metric, oldest first."""
-    query = (
-        select(Measurement)
-        .where(
-            Measurement.rollout_id == rollout_id,
-            Measurement.wave_index == wave_index,
-            col(Measurement.taken_at) >= since,
-        )
-        .order_by(col(Measurement.taken_at), col(Measurement.id))
-    )
-    by_metric: dict[str, list[Measurement]] = {}
-    for row in session.exec(query):
-        by_metric.setdefault(row.metric, []).append(row)
+    params = {"rollout_id": rollout_id, "wave_index": wave_index, "since": since}
+    by_metric: dict[str, list[StoredPoll]] = {}
+    for metric, phase, value, detail, taken_at in core_connection(session).execute(
+        _WAVE_POLLS, params
+    ):
+        by_metric.setdefault(metric, []).append(StoredPoll(metric, phase, value, detail, taken_at))
     return by_metric
 
 
@@ -108,7 +133,7 @@ def stale_wave_metrics(*, before: datetime, limit: int, session: Session) -> lis
         .order_by(_M.c.rollout_id, _M.c.wave_index, _M.c.metric)
         .limit(limit)
     )
-    rows = session.connection().execute(query)
+    rows = core_connection(session).execute(query)
     return [WaveMetric(int(r), int(w), str(m)) for r, w, m in rows]
 
 
@@ -124,7 +149,7 @@ def raw_polls(key: WaveMetric, *, session: Session) -> list[RawPoll]:
     """Every raw poll of one metric of one wave, oldest first."""
     query = sa.select(_M.c.phase, _M.c.value, _M.c.taken_at).where(_of(key))
     query = query.order_by(_M.c.taken_at, _M.c.id)
-    return [RawPoll(p, v, t) for p, v, t in session.connection().execute(query)]
+    return [RawPoll(p, v, t) for p, v, t in core_connection(session).execute(query)]
 
 
 def replace_with_summary(summary: MeasurementSummary, *, session: Session) -> int:
@@ -133,7 +158,7 @@ def replace_with_summary(summary: MeasurementSummary, *, session: Session) -> in
     key = WaveMetric(summary.rollout_id, summary.wave_index, summary.metric)
     session.add(summary)
     session.flush()
-    result = session.connection().execute(sa.delete(_M).where(_of(key)))
+    result = core_connection(session).execute(sa.delete(_M).where(_of(key)))
     return int(result.rowcount)
 
 
@@ -166,7 +191,9 @@ def raw_tallies(rollout_id: int, *, session: Session) -> list[RawTally]:
         .order_by(_M.c.wave_index, _M.c.metric)
     )
     grouped: dict[WaveMetric, list[tuple[str, int, float | None, float | None, float, int]]] = {}
-    for wave, metric, phase, polls, low, high, total, valued in session.connection().execute(query):
+    for wave, metric, phase, polls, low, high, total, valued in core_connection(session).execute(
+        query
+    ):
         key = WaveMetric(rollout_id, int(wave), str(metric))
         grouped.setdefault(key, []).append(
             (str(phase), int(polls), low, high, float(total or 0.0), int(valued))

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from storage.db import core_connection
 from storage.models import Release, Rollout, RolloutState
 
 ACTIVE = (RolloutState.running, RolloutState.paused)
@@ -63,11 +64,11 @@ def active_rollouts(*, session: Session, limit: int | None = None) -> list[tuple
 
 def count_active_rollouts(*, session: Session) -> int:
     """A plain Core count on the session's connection: no ORM compile or entity machinery."""
-    return int(session.connection().execute(_COUNT_ACTIVE).scalar_one())
+    return int(core_connection(session).execute(_COUNT_ACTIVE).scalar_one())
 
 
 def running_rollout_ids(*, session: Session) -> list[int]:
-    return [int(i) for i in session.connection().execute(_RUNNING_IDS).scalars()]
+    return [int(i) for i in core_connection(session).execute(_RUNNING_IDS).scalars()]
 
 
 def list_rollouts(
