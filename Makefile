@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run console test lint typecheck pytest bench bench-ack clean
+.PHONY: run console test lint typecheck pytest bench bench-history bench-ack clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,15 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# `make bench DB=postgres ROLLOUTS=5000` (or ARGS="--db postgres --rollouts 5000"); PostgreSQL
+# runs on TEST_DATABASE_URL, whose public schema the benchmark drops and rebuilds.
 bench: $(STAMP)
-	$(BIN)/python -m tests.perf.poll
+	$(BIN)/python -m tests.perf.poll $(if $(DB),--db $(DB)) $(if $(ROLLOUTS),--rollouts $(ROLLOUTS)) $(ARGS)
+
+# `/wave status` and `/wave history` latency at 10 k, 1 M and 10 M stored measurements
+# (`make bench-history ARGS="--max 1000000"` stops at 1 M).
+bench-history: $(STAMP)
+	$(BIN)/python -m tests.perf.history $(if $(DB),--db $(DB)) $(ARGS)
 
 # wavegate's acknowledgement next to bare Bolt; e.g. make bench-ack ARGS="--db postgres --quick"
 bench-ack: $(STAMP)

@@ -210,8 +210,14 @@ def serve(settings: Settings) -> int:
         # aiohttp calls this once the app has started (the socket connected) and the port listens.
         log.info("wavegate serving on port %s (%s)", settings.port, how)
 
-    web.run_app(app, port=settings.port, print=serving)
+    web.run_app(app, port=settings.port, print=serving, access_log=access_logger(settings))
     return 0
+
+
+def access_logger(settings: Settings) -> logging.Logger | None:
+    """aiohttp's access log with `LOG_ACCESS=1`; None (off, and no per-request formatting
+    work at all) by default."""
+    return logging.getLogger("aiohttp.access") if settings.log_access else None
 
 
 def parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ ENV_NAMES = {
     "port": "PORT",
     "log_level": "LOG_LEVEL",
     "log_format": "LOG_FORMAT",
+    "log_access": "LOG_ACCESS",
 }
 
 
@@ -43,6 +44,9 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "console"
+    # One log line per HTTP request (aiohttp's access log). Off by default: at hundreds of
+    # commands a second it costs more CPU than answering them.
+    log_access: bool = False
 
     @field_validator(
         "slack_bot_token",

@@ -7,6 +7,8 @@ reports the same rollout counts and exactly one reports `wavegate_leader 1`.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -49,6 +51,13 @@ ALERTS_IGNORED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+LOOP_LAG_SECONDS = Histogram(
+    "wavegate_event_loop_lag_seconds",
+    "How late the event loop woke a task that slept a fixed tick: work that blocks the loop "
+    "(synchronous database calls, CPU) delays every acknowledgement by this much.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
 SLACK_ERRORS = Counter(
     "wavegate_slack_api_errors",
     "Slack Web API calls that failed, by method and Slack's error code.",
@@ -77,6 +86,24 @@ def observe_ack(seconds: float) -> None:
 
 def observe_poll(source: str, phase: str) -> None:
     POLLS.labels(source=source, phase=phase).inc()
+
+
+def observe_loop_lag(seconds: float) -> None:
+    LOOP_LAG_SECONDS.observe(seconds)
+
+
+# How often the loop-lag watcher wakes (seconds): often enough to catch a stall of one command,
+# rarely enough to cost nothing.
+LOOP_LAG_TICK = 0.25
+
+
+async def watch_loop_lag(tick: float = LOOP_LAG_TICK) -> None:
+    """Sleep `tick` again and again and record how late each wake-up came; runs until
+    cancelled."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(tick)
+        observe_loop_lag(max(0.0, time.perf_counter() - started - tick))
 
 
 def observe_slack_error(method: str, error: str) -> None:

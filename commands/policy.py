@@ -259,6 +259,13 @@ def _default_reminders() -> dict[int, timedelta]:
     }
 
 
+class Retention(Strict):
+    """How long raw polls of a finished wave are kept before they are rolled up into one summary
+    per wave and metric (the current wave of an active rollout always keeps its polls)."""
+
+    measurements: Duration = timedelta(days=14)
+
+
 class Policy(Strict):
     version: Literal[1]
     channels: Channels = Channels()
@@ -294,6 +301,8 @@ class Policy(Strict):
                 if self.incidents and name not in self.incidents:
                     raise ValueError(f"proofs[{index}].classes: unknown class {name!r}")
         return self
+
+    retention: Retention = Retention()
 
     @field_validator("permissions")
     @classmethod

@@ -88,6 +88,14 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def core_connection(session: Session) -> sa.Connection:
+    """The connection of `session`'s transaction, for Core statements (no ORM compile or entity
+    cost), after flushing what the session holds so the statement sees it, as an ORM query
+    would."""
+    session.flush()
+    return session.connection()
+
+
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -202,8 +202,46 @@ class Measurement(SQLModel, table=True):
     # A budget's volume (units a day for the wave's cohort), for the cost forecast.
     volume: float | None = None
 
+    # The hot reads (a wave's polls since it started, for the judge and the due-poll check) seek
+    # one rollout's wave and range over time; the retention job groups by the same prefix.
     __table_args__ = (
-        sa.Index("ix_measurement_rollout_wave_metric", "rollout_id", "wave_index", "metric"),
+        sa.Index("ix_measurement_rollout_wave_taken", "rollout_id", "wave_index", "taken_at"),
+    )
+
+
+class MeasurementSummary(SQLModel, table=True):
+    """One metric of one finished wave, rolled up from its raw polls once they passed the
+    retention (commands/analysis/retention.py): what `/wave history` and reviews read then.
+
+    The figures are over the polls' finite values; the counts are of polls by phase.
+    """
+
+    __tablename__ = "measurement_summary"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id")
+    wave_index: int
+    metric: str = Field(max_length=64)
+    polls: int
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    # Polls with a finite value; the figures below are over these (None when there were none).
+    valued: int = 0
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    first_at: datetime = Field(sa_type=UtcDateTime)
+    last_at: datetime = Field(sa_type=UtcDateTime)
+    rolled_up_at: datetime = Field(sa_type=UtcDateTime)
+
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "rollout_id", "wave_index", "metric", name="uq_measurement_summary_wave_metric"
+        ),
     )
 
 

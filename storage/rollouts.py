@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from storage.db import core_connection
 from storage.models import Release, Rollout, RolloutState
 
 ACTIVE = (RolloutState.running, RolloutState.paused)
@@ -35,29 +36,39 @@ def rollout_of(release: Release, *, session: Session) -> Rollout | None:
     return session.exec(select(Rollout).where(Rollout.release_id == release.id)).first()
 
 
+# The hot reads (`/wave status`, every poll cycle) are built once: constructing a select and its
+# cache key costs more than running it on a small table. Their active-state test is two bound
+# equalities rather than IN, which SQLAlchemy would re-expand on every execution.
+_IS_ACTIVE = sa.or_(*(col(Rollout.state) == state for state in ACTIVE))
+_ACTIVE_ROLLOUTS = (
+    select(Rollout, Release)
+    .join(Release, col(Release.id) == col(Rollout.release_id))
+    .where(_IS_ACTIVE)
+    .order_by(col(Rollout.started_at), col(Rollout.id))
+)
+_FIRST_ACTIVE_ROLLOUTS = _ACTIVE_ROLLOUTS.limit(sa.bindparam("limit"))
+_COUNT_ACTIVE = sa.select(sa.func.count()).select_from(Rollout).where(_IS_ACTIVE)
+_RUNNING_IDS = (
+    sa.select(Rollout.__table__.c.id)  # type: ignore[attr-defined]
+    .where(col(Rollout.state) == RolloutState.running)
+    .order_by(col(Rollout.id))
+)
+
+
 def active_rollouts(*, session: Session, limit: int | None = None) -> list[tuple[Rollout, Release]]:
     """Running and paused rollouts with their releases, oldest first (the first `limit`)."""
-    query = (
-        select(Rollout, Release)
-        .join(Release, col(Release.id) == col(Rollout.release_id))
-        .where(col(Rollout.state).in_(ACTIVE))
-        .order_by(col(Rollout.started_at), col(Rollout.id))
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return [(r, rel) for r, rel in session.exec(query)]
+    if limit is None:
+        return [(r, rel) for r, rel in session.exec(_ACTIVE_ROLLOUTS)]
+    return [(r, rel) for r, rel in session.exec(_FIRST_ACTIVE_ROLLOUTS, params={"limit": limit})]
 
 
 def count_active_rollouts(*, session: Session) -> int:
-    query = select(sa.func.count()).select_from(Rollout).where(col(Rollout.state).in_(ACTIVE))
-    return int(session.exec(query).one())
+    """A plain Core count on the session's connection: no ORM compile or entity machinery."""
+    return int(core_connection(session).execute(_COUNT_ACTIVE).scalar_one())
 
 
 def running_rollout_ids(*, session: Session) -> list[int]:
-    query = (
-        select(Rollout.id).where(Rollout.state == RolloutState.running).order_by(col(Rollout.id))
-    )
-    return [i for i in session.exec(query) if i is not None]
+    return [int(i) for i in core_connection(session).execute(_RUNNING_IDS).scalars()]
 
 
 def list_rollouts(

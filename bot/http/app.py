@@ -18,6 +18,7 @@ from bot.outbox import OutboxDelivery
 from bot.runtime import Runtime
 from bot.slack.app import build_bolt_app
 from bot.slack.chat import SlackIncidentChat
+from bot.telemetry import watch_loop_lag
 from bot.wiring import slack_client, wire
 
 # Seconds a shutdown waits for work acknowledged to Slack but not finished.
@@ -39,6 +40,7 @@ def create_app(
     for module in (slack_events, health, checklist, rollouts, incidents):
         app.add_routes(module.routes)
     if background:
+        app.cleanup_ctx.append(_loop_lag)
         app.cleanup_ctx.append(_background)
     app.on_cleanup.append(_close_shared)
     return app
@@ -49,6 +51,15 @@ async def _close_shared(app: web.Application) -> None:
     the App Home stops refreshing."""
     await app[HOME].stop()
     await app[RUNTIME].source_http.close()
+
+
+async def _loop_lag(_: web.Application) -> AsyncIterator[None]:
+    """`wavegate_event_loop_lag_seconds`: how long anything blocked the event loop."""
+    watcher = asyncio.create_task(watch_loop_lag())
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

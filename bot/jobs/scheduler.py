@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.jobs import checklist, incidents, recovery, waves
+from bot.jobs import checklist, incidents, recovery, retention, waves
 from bot.jobs.job import Job, leader_only
 from bot.runtime import Runtime
 
@@ -16,6 +16,7 @@ def jobs(runtime: Runtime) -> list[Job]:
         *incidents.jobs(runtime),
         *waves.jobs(runtime),
         *recovery.jobs(runtime),
+        *retention.jobs(runtime),
     ]
 
 

@@ -9,17 +9,17 @@ from urllib.parse import urlencode
 from commands.analysis.judge import WaveVerdict, judge_metric, judge_wave
 from commands.analysis.measure import WARNINGS, Phase, Poll
 from commands.policy import Metric, Policy, Wave
-from storage.models import Measurement
+from storage.measurements import StoredPoll
 
 
-def polls_of(rows: Sequence[Measurement]) -> list[Poll]:
+def polls_of(rows: Sequence[StoredPoll]) -> list[Poll]:
     return [
         Poll(Phase(r.phase), r.value, r.detail or "", at=r.taken_at, volume=r.volume) for r in rows
     ]
 
 
 def judge_rows(
-    policy: Policy, wave: Wave, rows: Mapping[str, Sequence[Measurement]], *, window_passed: bool
+    policy: Policy, wave: Wave, rows: Mapping[str, Sequence[StoredPoll]], *, window_passed: bool
 ) -> WaveVerdict:
     """The wave's verdict from the polls taken since it started (or was resumed)."""
     verdicts = [

@@ -19,6 +19,7 @@ from commands.wave.rules.base import (
 from commands.wave.rules.gate import view_of
 from commands.wave.rules.pause import pause_rollout, resume_rollout
 from storage.audit import events_for
+from storage.measurements import raw_tallies, wave_summaries
 from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.releases import get_release
 from storage.rollouts import (
@@ -217,4 +218,39 @@ async def history(inv: Invocation) -> Reply:
         return Reply(f"Nothing has happened to {release.version} yet.")
     lines = [f"History of {release.version} ({release.state}):"]
     lines += [views.history_line(e) for e in events]
+    rollout = rollout_of(release, session=inv.ctx.session)
+    if rollout is not None:
+        lines += _measurement_lines(inv, rollout)
     return Reply("\n".join(lines))
+
+
+def _figure(name: str, value: float | None) -> str:
+    return "" if value is None else f" · {name} {value:.4g}"
+
+
+def _measurement_lines(inv: Invocation, rollout: Rollout) -> list[str]:
+    """Each wave's metrics: from the summaries of rolled-up waves (commands/analysis/retention.py)
+    and, for waves whose polls are still raw, counted from them."""
+    assert rollout.id is not None
+    waves = inv.ctx.policy.plans.get(rollout.plan, [])
+
+    def label(index: int) -> str:
+        return views.wave_label(waves, index) if index < len(waves) else f"wave {index + 1}"
+
+    rows: list[tuple[int, str, str]] = []
+    for s in wave_summaries(rollout.id, session=inv.ctx.session):
+        phases = {"successful": s.successful, "failed": s.failed}
+        phases |= {"inconclusive": s.inconclusive, "error": s.error}
+        counted = ", ".join(f"{n} {phase}" for phase, n in phases.items() if n)
+        text = f"{s.polls} polls ({counted}){_figure('min', s.min)}{_figure('mean', s.mean)}"
+        text += f"{_figure('p50', s.p50)}{_figure('p95', s.p95)}{_figure('max', s.max)}"
+        rows.append((s.wave_index, s.metric, text + " (rolled up)"))
+    for t in raw_tallies(rollout.id, session=inv.ctx.session):
+        counted = ", ".join(f"{n} {phase}" for phase, n in sorted(t.by_phase.items()))
+        text = f"{t.polls} polls ({counted}){_figure('min', t.min)}{_figure('mean', t.mean)}"
+        rows.append((t.key.wave_index, t.key.metric, text + _figure("max", t.max)))
+    if not rows:
+        return []
+    return ["Measurements:"] + [
+        f"{label(index)} · {metric}: {text}" for index, metric, text in sorted(rows)
+    ]

@@ -71,7 +71,7 @@ def record_readings(
     assert rollout.id is not None
     for metric, reading in readings:
         poll = classify(metric, reading, path=ctx.policy.metric_path(metric))
-        row = add_measurement(
+        add_measurement(
             rollout_id=rollout.id,
             wave_index=wave_index,
             metric=metric.id,
@@ -80,8 +80,8 @@ def record_readings(
             detail=poll.detail,
             at=taken_at,
             session=ctx.session,
+            volume=poll.volume,
         )
-        row.volume = poll.volume
     return len(readings)
 
 
