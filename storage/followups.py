@@ -6,7 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from storage.models import FollowUp, FollowUpState, Incident, IncidentStatus
+from storage.incident_loop import FollowUp, FollowUpState
+from storage.models import Incident, IncidentStatus
 
 
 def add_followup(followup: FollowUp, *, session: Session) -> FollowUp:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from storage.models import IncidentClosure, IncidentRole, PageEvent
+from storage.incident_loop import IncidentClosure, IncidentRole, PageEvent
 
 
 def set_role(

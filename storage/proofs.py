@@ -6,7 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from storage.models import CheckResult, CheckStatus, ProofResult
+from storage.incident_loop import ProofResult
+from storage.models import CheckResult, CheckStatus
 
 
 def add_proof_result(

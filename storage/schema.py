@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+import storage.incident_loop
 import storage.models  # noqa: F401
 
 metadata = SQLModel.metadata

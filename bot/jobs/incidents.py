@@ -18,9 +18,9 @@ from commands.incident.chat import ChatFailed
 from commands.incident.followups import remind_due_followups
 from commands.incident.improve_text import post_monthly_review
 from commands.incident.reminders import remind_due
+from storage.incident_loop import IncidentClosure, PageEvent
 from storage.incident_reach import due_closures, due_pages
 from storage.incidents import get_incident
-from storage.models import IncidentClosure, PageEvent
 from storage.outbox import backoff
 
 log = logging.getLogger(__name__)

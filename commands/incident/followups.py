@@ -13,8 +13,9 @@ from commands.text import escape, mention, parse_mention
 from commands.unit import perform
 from storage.audit import Outcome, record_event
 from storage.followups import add_followup, followup_from_message, get_followup, open_followups
+from storage.incident_loop import FollowUp, FollowUpState
 from storage.incidents import incident_in_channel
-from storage.models import FollowUp, FollowUpState, Incident
+from storage.models import Incident
 
 TEXT_LIMIT = 2000
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")

@@ -16,8 +16,9 @@ from commands.incident.parse import (
     unknown_class,
 )
 from commands.text import mention, parse_mention
+from storage.incident_loop import FollowUpState
 from storage.incidents import open_incidents
-from storage.models import FollowUpState, Incident
+from storage.models import Incident
 from storage.rollouts import active_rollouts
 
 family = Family(

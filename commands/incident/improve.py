@@ -14,8 +14,9 @@ from commands.incident.review import ClassFigures, build_review, time_to_mitigat
 from commands.policy import Policy
 from storage.checks import latest_results
 from storage.followups import followups_of
+from storage.incident_loop import FollowUpState
 from storage.incidents import declared_between
-from storage.models import AuditEvent, CheckStatus, FollowUpState, Incident, Release
+from storage.models import AuditEvent, CheckStatus, Incident, Release
 from storage.postmortems import (
     audit_between,
     measurements_of,

@@ -14,9 +14,10 @@ from commands.incident.rules import class_of, version_of
 from commands.text import span
 from storage.audit import Outcome, event_exists, record_event
 from storage.followups import followups_of
+from storage.incident_loop import FollowUp, FollowUpState, IncidentClosure
 from storage.incident_reach import roles_of, schedule_closure
 from storage.incidents import paused_rollouts
-from storage.models import FollowUp, FollowUpState, Incident, IncidentClosure, Measurement
+from storage.models import Incident, Measurement
 from storage.outbox import get_message
 from storage.postmortems import measurements_between, rolled_back_between, timeline_of
 

@@ -16,7 +16,7 @@ from commands.policy_incidents import Proof
 from commands.ports import Actuation, ActuatorFailed, Ports
 from commands.text import ago, escape, mention, span
 from storage.audit import Outcome, record_event
-from storage.models import ProofResult
+from storage.incident_loop import ProofResult
 from storage.proofs import (
     add_proof_result,
     latest_proof_results,

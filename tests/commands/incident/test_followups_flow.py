@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import Session, select
 
 from commands.policy import Policy
-from storage.models import AuditEvent, FollowUp, FollowUpState
+from storage.incident_loop import FollowUp, FollowUpState
+from storage.models import AuditEvent
 from tests.conftest import COMMANDER, DEVELOPER, MANAGER, Service
 from tests.support.incidents import FakeSlackWithHistory
 from tests.support.loop import api, fake, loop_policy, message_shortcut, say

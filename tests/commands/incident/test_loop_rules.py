@@ -16,15 +16,8 @@ from commands.policy import Metric
 from commands.policy_file import PolicyInvalid, parse_policy
 from commands.policy_incidents import Paging, Proof
 from commands.ports import Ports
-from storage.models import (
-    CheckResult,
-    CheckStatus,
-    FollowUp,
-    Incident,
-    IncidentStatus,
-    OutboxPost,
-    Release,
-)
+from storage.incident_loop import FollowUp
+from storage.models import CheckResult, CheckStatus, Incident, IncidentStatus, OutboxPost, Release
 from tests.support.clock import FakeClock
 
 USAGE = "/incident followup [#ID] TEXT [@owner] [due YYYY-MM-DD]"

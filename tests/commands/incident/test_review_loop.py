@@ -11,14 +11,12 @@ import pytest
 from sqlmodel import Session
 
 from commands.policy import Policy
+from storage.incident_loop import FollowUp, FollowUpState, ProofResult
 from storage.models import (
     AuditEvent,
-    FollowUp,
-    FollowUpState,
     Incident,
     IncidentStatus,
     Measurement,
-    ProofResult,
     Release,
     ReleaseState,
     Rollout,
