@@ -48,11 +48,11 @@ _ACTIVE_ROLLOUTS = (
 )
 _FIRST_ACTIVE_ROLLOUTS = _ACTIVE_ROLLOUTS.limit(sa.bindparam("limit"))
 _COUNT_ACTIVE = sa.select(sa.func.count()).select_from(Rollout).where(_IS_ACTIVE)
-_STATE = col(Rollout.state)
+_LIVE = (*ACTIVE, RolloutState.starting)
 _LIVE_COUNTS = (
-    sa.select(_STATE, sa.func.count())
-    .where(sa.or_(_IS_ACTIVE, RolloutState.starting == _STATE))
-    .group_by(_STATE)
+    sa.select(col(Rollout.state), sa.func.count())
+    .where(sa.or_(*(col(Rollout.state) == state for state in _LIVE)))
+    .group_by(col(Rollout.state))
 )
 _RUNNING_IDS = (
     sa.select(Rollout.__table__.c.id)  # type: ignore[attr-defined]
