@@ -48,6 +48,12 @@ _ACTIVE_ROLLOUTS = (
 )
 _FIRST_ACTIVE_ROLLOUTS = _ACTIVE_ROLLOUTS.limit(sa.bindparam("limit"))
 _COUNT_ACTIVE = sa.select(sa.func.count()).select_from(Rollout).where(_IS_ACTIVE)
+_LIVE = (*ACTIVE, RolloutState.starting)
+_LIVE_COUNTS = (
+    sa.select(col(Rollout.state), sa.func.count())
+    .where(sa.or_(*(col(Rollout.state) == state for state in _LIVE)))
+    .group_by(col(Rollout.state))
+)
 _RUNNING_IDS = (
     sa.select(Rollout.__table__.c.id)  # type: ignore[attr-defined]
     .where(col(Rollout.state) == RolloutState.running)
@@ -65,6 +71,14 @@ def active_rollouts(*, session: Session, limit: int | None = None) -> list[tuple
 def count_active_rollouts(*, session: Session) -> int:
     """A plain Core count on the session's connection: no ORM compile or entity machinery."""
     return int(core_connection(session).execute(_COUNT_ACTIVE).scalar_one())
+
+
+def live_rollout_counts(*, session: Session) -> tuple[int, int]:
+    """(active, starting) rollouts in one Core select: with none, `/wave status` is answered
+    from this alone."""
+    counts = dict(core_connection(session).execute(_LIVE_COUNTS).tuples().all())
+    active = sum(int(counts.get(state, 0)) for state in ACTIVE)
+    return active, int(counts.get(RolloutState.starting, 0))
 
 
 def running_rollout_ids(*, session: Session) -> list[int]:

@@ -1,18 +1,29 @@
-"""Slash commands: `/ops` and its aliases, each routed once and answered in the ack or after it."""
+"""Slash commands: `/ops` and its aliases, each routed once and answered in the ack or after it.
+
+Over HTTP, a command that answers in the ack never reaches Bolt: bot/http/slack_events.py
+answers it with `answer_in_ack`, the same function Bolt's listener calls, so both paths give the
+same answer. Commands that answer after the ack, and Socket Mode, go through Bolt's listener.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot.slack.render import slack_payload
 from bot.slack.requests import Listeners
 from bot.telemetry import observe_ack
-from commands.router import ALIASES, ROOT, route
+from commands.router import ALIASES, ROOT, Routed, route
 
 SLASH_COMMANDS = [ROOT, *ALIASES]
+_REGISTERED = frozenset(SLASH_COMMANDS)
+# Where the HTTP fast path leaves a command it routed and handed to Bolt (it answers after the
+# ack): Bolt copies an AsyncBoltRequest's `context` into the listener's context.
+ROUTED = "wavegate_routed"
 
 
 def typed_text(text: str) -> str:
@@ -22,27 +33,58 @@ def typed_text(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def slash_command_fields(text: str) -> dict[str, str] | None:
+    """The fields of a form-encoded body when Bolt would hand it to our command listener, parsed
+    as Bolt parses it (slack_bolt.request.internals.parse_body: every field, blanks kept, the
+    last of a repeated one); None for anything else (a `payload` interaction, an `ssl_check`,
+    a command nobody registered), which is left to Bolt."""
+    if text.startswith("{") or "payload" in text:
+        return None
+    fields = dict(parse_qsl(text, keep_blank_values=True))
+    if fields.get("command") not in _REGISTERED or "ssl_check" in fields:
+        return None
+    return fields
+
+
+async def routed_command(listeners: Listeners, command: Mapping[str, Any]) -> Routed:
+    """The one way a slash command's fields become a routed command, for both paths."""
+    request = await listeners.request(
+        user_id=str(command.get("user_id", "")),
+        command=str(command.get("command", ROOT)),
+        text=typed_text(str(command.get("text", ""))),
+        channel_id=command.get("channel_id"),
+        trigger_id=command.get("trigger_id"),
+    )
+    return route(request)
+
+
+async def answer_in_ack(listeners: Listeners, routed: Routed, started: float) -> dict[str, Any]:
+    """Run a command that answers in the ack; the ack's payload, with its latency observed."""
+    reply = await listeners.runtime.run_command(routed)
+    payload = slack_payload(reply)
+    observe_ack(time.perf_counter() - started)
+    return payload
+
+
 def register(app: AsyncApp, listeners: Listeners) -> None:
     runtime = listeners.runtime
 
     async def on_slash_command(
-        ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any]
+        ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         """A read-only, quick command answers inside the acknowledgement; anything else
         acknowledges at once and answers through `respond()`."""
-        started = time.perf_counter()
-        request = await listeners.request(
-            user_id=str(command.get("user_id", "")),
-            command=str(command.get("command", ROOT)),
-            text=typed_text(str(command.get("text", ""))),
-            channel_id=command.get("channel_id"),
-            trigger_id=command.get("trigger_id"),
-        )
-        routed = route(request)
+        # Reaching a listener means Bolt has authorized a request (its auth.test): from now on
+        # the HTTP fast path may answer commands without Bolt.
+        listeners.token_checked = True
+        handed: tuple[Routed, float] | None = context.get(ROUTED)
+        if handed is not None:
+            routed, started = handed
+        else:
+            started = time.perf_counter()
+            routed = await routed_command(listeners, command)
         if routed.answers_in_ack:
-            reply = await runtime.run_command(routed)
-            await ack(**slack_payload(reply))
-            observe_ack(time.perf_counter() - started)
+            await ack(**await answer_in_ack(listeners, routed, started))
             return
         await ack()
         observe_ack(time.perf_counter() - started)

@@ -98,6 +98,10 @@ class Listeners:
     runtime: Runtime
     membership: GroupMembership
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    # Whether Bolt has authorized a request (its one auth.test of the token): until then every
+    # Slack request goes through Bolt, so the first one with Slack unreachable is answered as
+    # Bolt answers it (bot/slack/commands.py sets it, bot/http/slack_events.py reads it).
+    token_checked: bool = False
 
     async def request(
         self,

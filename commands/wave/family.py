@@ -24,7 +24,7 @@ from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.releases import get_release
 from storage.rollouts import (
     active_rollouts,
-    count_active_rollouts,
+    live_rollout_counts,
     rollout_of,
     starting_rollouts,
 )
@@ -64,9 +64,9 @@ async def show_status(inv: Invocation) -> Reply:
             )
         pairs: list[tuple[Rollout, Release]] = [(rollout, release)]
     else:
-        total = count_active_rollouts(session=ctx.session)
+        total, starts = live_rollout_counts(session=ctx.session)
         # Starts claimed and not yet confirmed are shown too, as in progress (DESIGN §10).
-        starting = starting_rollouts(session=ctx.session)
+        starting = starting_rollouts(session=ctx.session) if starts else []
         if total == 0 and not starting:
             return Reply("No rollout is active. Start one with `/wave start RELEASE [PLAN]`.")
         if total > DETAILED:
