@@ -76,7 +76,7 @@ def count_active_rollouts(*, session: Session) -> int:
 def live_rollout_counts(*, session: Session) -> tuple[int, int]:
     """(active, starting) rollouts in one Core select: with none, `/wave status` is answered
     from this alone."""
-    counts = dict(core_connection(session).execute(_LIVE_COUNTS).tuples().all())
+    counts = {state: count for state, count in core_connection(session).execute(_LIVE_COUNTS)}
     active = sum(int(counts.get(state, 0)) for state in ACTIVE)
     return active, int(counts.get(RolloutState.starting, 0))
 

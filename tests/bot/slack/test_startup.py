@@ -133,7 +133,11 @@ async def test_serve_with_the_builtin_policy_warns_of_its_gaps_and_nothing_else(
     assert "token will be unused" not in out
     assert "WARNING:slack_bolt" not in out
     warnings = [line for line in out.splitlines() if "WARNING" in line or "warning" in line]
-    assert len(warnings) == 2, out
+    # The two start-up warnings are wavegate's own; nothing is said by Bolt or slack_sdk (a
+    # loaded machine may add unrelated notices, such as a scheduler running a job late).
+    assert len([line for line in warnings if "no channels are set" in line]) == 1, out
+    assert len([line for line in warnings if "no one holds a role" in line]) == 1, out
+    assert not [line for line in warnings if "slack_bolt" in line or "slack_sdk" in line], out
 
 
 async def test_socket_mode_logs_serving_after_the_socket_connects(
