@@ -91,8 +91,8 @@ async def test_start_and_promote_over_signed_http_update_one_status_message(
     status, event = service.slack.posts()
     assert status["channel"] == "C0ROLLOUTS"
     assert "wave 1 (staging) of 3" in status["text"]
+    # No Promote before the window passed: the buttons follow the gate.
     assert [e["action_id"] for e in status["blocks"][-1]["elements"]] == [
-        "wave.promote",
         "wave.pause",
         "wave.rollback.request",
     ]
@@ -102,6 +102,13 @@ async def test_start_and_promote_over_signed_http_update_one_status_message(
     assert "started *1.0*" in event["text"]
 
     await observe(service, 3)
+    await service.delivery.deliver_due()
+    ready = service.slack.calls_to("chat.update")[-1].args["blocks"]
+    assert [e["action_id"] for e in ready[-1]["elements"]] == [
+        "wave.promote",
+        "wave.pause",
+        "wave.rollback.request",
+    ]
     promoted = await slash(service, "/wave promote")
     assert promoted["text"] == "Promoted 1.0 to wave 2 (free-10) — free at 10%."
     await service.delivery.deliver_due()
@@ -237,8 +244,8 @@ async def test_status_resume_history_and_rollback_over_signed_http(service: Serv
     resumed = await slash(service, "/wave resume 1.0")
     assert resumed["text"].startswith("Resumed 1.0: wave 1 (staging) is observed for 3s")
     history = await slash(service, "/wave history 1.0")
-    assert "wave.pause — manual at wave 1 (staging) — why: smoke test" in history["text"]
-    assert "wave.resume" in history["text"]
+    assert "paused — manual at wave 1 (staging) — why: smoke test" in history["text"]
+    assert "<@U0RM1> resumed" in history["text"]
     asked = await slash(service, "/rollback 1.0 smoke test over")
     assert "Roll back *1.0*" in asked["text"]
     assert asked["blocks"][-1]["elements"][0]["action_id"] == "wave.rollback.confirm"
@@ -264,6 +271,6 @@ async def test_pause_and_resume_buttons_and_a_broken_button_value(service: Servi
     assert broken["text"] == "Usage: this button carries no readable value"
     history = await slash(service, "/wave history 1.0")
     assert (
-        "<@U0DEV1> wave.pause — manual at wave 1 (staging) — why: paused from the status"
+        "<@U0DEV1> paused — manual at wave 1 (staging) — why: paused from the status"
         in (history["text"])
     )

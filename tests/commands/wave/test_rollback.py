@@ -98,8 +98,8 @@ async def test_confirming_rolls_back_to_the_last_known_good(ctx: Context) -> Non
         )[-1]
     )
     history = (await run(ctx, "/wave history 1.0")).text
-    assert "rollback.requested" in history
-    assert "rollback — target 0.9 — why: error rate doubled" in history
+    assert "asked for a rollback" in history
+    assert "rolled back — target 0.9 — why: error rate doubled" in history
 
 
 async def test_with_no_known_good_release_the_message_says_so(ctx: Context) -> None:
