@@ -105,7 +105,9 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 
 def span_between(start: datetime, end: datetime) -> str:
-    """`10:00 – 14:30 UTC` within one day, `Nov 27 10:00 – Nov 29 14:30 UTC` across days."""
+    """`10:00 - 14:30 UTC` within one day, `Nov 27 10:00 - Nov 29 14:30 UTC` across days
+    (the dash is an en dash)."""
+    dash = "\u2013"
     if start.date() == end.date():
-        return f"{start:%H:%M} – {end:%H:%M} UTC"
-    return f"{start:%b} {start.day} {start:%H:%M} – {end:%b} {end.day} {end:%H:%M} UTC"
+        return f"{start:%H:%M} {dash} {end:%H:%M} UTC"
+    return f"{start:%b} {start.day} {start:%H:%M} {dash} {end:%b} {end.day} {end:%H:%M} UTC"

@@ -18,15 +18,15 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from commands.access import in_role, may
 from commands.analysis.judge import MetricVerdict, Verdict, WaveVerdict
 from commands.analysis.measure import warnings_in
 from commands.analysis.polls import cost_forecast, dry_run_line
-from commands.access import in_role, may
 from commands.core import Block, Request
 from commands.policy import Metric, Policy, Wave
 from commands.text import escape, mention, span
 from commands.values import format_duration
-from storage.models import AuditEvent, Release, Rollout, RolloutState
+from storage.models import Release, Rollout, RolloutState
 
 # Action ids of the buttons (bot/wave_actions.py listens for them).
 PROMOTE = "wave.promote"
