@@ -86,7 +86,9 @@ async def show_status(inv: Invocation) -> Reply:
     for rollout, release in pairs:
         view = view_of(ctx, rollout, release)
         texts.append(views.status_text(view))
-        blocks += views.status_blocks(view)
+        # An ephemeral reply: only the buttons this person may press.
+        allowed = views.viewer_may(ctx.policy, inv.request, view.wave)
+        blocks += views.status_blocks(view, allowed)
     return Reply(
         fit_text("\n\n".join(texts), MESSAGE_TEXT, more="… see the App Home."),
         blocks=fit_blocks(blocks, where="see the App Home"),

@@ -189,7 +189,11 @@ def pending_line(view: RolloutView) -> str | None:
         index = rollout.pending_wave_index
         to = f" to {wave_label(view.waves, index)}" if index < len(view.waves) else " to complete"
     elif rollout.pending_action == "rollback":
-        to = f" to {rollout.pending_target}" if rollout.pending_target else " (no known-good)"
+        to = (
+            f" to {rollout.pending_target}"
+            if rollout.pending_target
+            else " with no last known-good release to return to"
+        )
     return (
         f"⏳ a {rollout.pending_action}{to} is in progress (sent to the deploy system), started "
         f"by {who} {span(view.now - since)} ago"

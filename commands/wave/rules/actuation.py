@@ -188,11 +188,12 @@ def claim_action(
 def where_now(ctx: Context, rollout: Rollout) -> str:
     """`it is at wave 2 (free-10) (running)`: where a lost race left the rollout."""
     waves = ctx.policy.plans.get(rollout.plan) or []
+    state = str(rollout.state).replace("_", " ")
     if rollout.state in (RolloutState.complete, RolloutState.rolled_back):
-        return f"it is {rollout.state}"
+        return f"it is {state}"
     if rollout.wave_index < len(waves):
-        return f"it is at {views.wave_label(waves, rollout.wave_index)} ({rollout.state})"
-    return f"it is {rollout.state}"
+        return f"it is at {views.wave_label(waves, rollout.wave_index)} ({state})"
+    return f"it is {state}"
 
 
 def idle(ctx: Context) -> None:

@@ -149,11 +149,53 @@ async def test_promote_button_then_the_same_stale_button(service: Service) -> No
     first = await click(service, "wave.promote", value, key="b1")
     assert first["text"] == "Promoted 1.0 to wave 2 (free-10)."
     assert first["replace_original"] is False
+    await service.delivery.deliver_due()
+    updates_before = len(service.slack.calls_to("chat.update"))
     stale = await click(service, "wave.promote", value, key="b2")
-    assert (
-        stale["text"] == "Conflict: 1.0 is already at wave 2 (free-10) (running); nothing changed"
+    assert stale["text"] == (
+        "Conflict: 1.0 is already at wave 2 (free-10) (running); nothing changed. The status "
+        "message now shows where it is and what can be done."
     )
     assert stale["response_type"] == "ephemeral"
+    # The stale press refreshed the status message at Slack: it shows wave 2, and no Promote
+    # for wave 1 (wave 2's window has not passed either).
+    await service.delivery.deliver_due()
+    updates = service.slack.calls_to("chat.update")
+    assert len(updates) > updates_before
+    latest = updates[-1].args
+    assert "wave 2 (free-10) of 3" in latest["text"]
+    assert "wave.promote" not in json.dumps(latest["blocks"])
+
+
+async def test_two_person_rollback_over_http_request_and_confirm_in_the_thread(
+    service: Service,
+) -> None:
+    await prepared(service)
+    await slash(service, "/wave start 1.0")
+    asked = await slash(service, "/rollback 1.0 error rate up", user=DEVELOPER)
+    assert asked["response_type"] == "ephemeral"
+    assert asked["text"].startswith("Asked for a rollback of 1.0: the request is in the thread")
+    await service.delivery.deliver_due()
+    threaded = [p for p in service.slack.posts() if p.get("thread_ts")]
+    request = next(p for p in threaded if "asks to roll back *1.0*" in p["text"])
+    assert f"<@{DEVELOPER}>" in request["text"]
+    (confirm,) = request["blocks"][-1]["elements"]
+    assert confirm["action_id"] == "wave.rollback.confirm"
+    # The requester lacks `rollback`: they cannot confirm their own request.
+    own = await click(
+        service, "wave.rollback.confirm", json.loads(confirm["value"]), user=DEVELOPER, key="t1"
+    )
+    assert "you need the permission rollback" in own["text"]
+    done = await click(service, "wave.rollback.confirm", json.loads(confirm["value"]), key="t2")
+    assert done["text"].startswith("Rolled back 1.0")
+    await service.delivery.deliver_due()
+    threaded = [p for p in service.slack.posts() if p.get("thread_ts")]
+    assert any("rolled back *1.0*" in p["text"] for p in threaded)
+    assert len({p["thread_ts"] for p in threaded}) == 1  # one thread: the rollout's
+    with Session(service.runtime.engine) as session:
+        kinds = [e.action for e in session.exec(select(AuditEvent)).all() if e.outcome == "ok"]
+    assert "rollback.requested" in kinds
+    assert "rollback" in kinds
 
 
 async def test_rollback_request_and_confirm_buttons_over_http(service: Service) -> None:
