@@ -14,6 +14,7 @@ from commands.core import Context, NotFound, Reply, Request, UsageError
 from commands.rollback import confirm_rollback, rollback_confirmation
 from commands.unit import perform
 from commands.wave import views
+from commands.wave.rules.actuation import AUDIT_ACTIONS
 from commands.wave.rules.advance import promote_rollout
 from commands.wave.rules.base import (
     ActuatorUnavailable,
@@ -21,7 +22,6 @@ from commands.wave.rules.base import (
     retry_reply,
     subject_of,
 )
-from commands.wave.rules.actuation import AUDIT_ACTIONS
 from commands.wave.rules.pause import pause_rollout, resume_rollout
 from commands.wave.rules.posts import publish_status
 from storage.audit import Outcome, record_event
