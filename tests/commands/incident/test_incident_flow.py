@@ -132,7 +132,7 @@ async def test_declare_makes_exactly_these_slack_calls(service: Service, clock: 
         f"incident.step.tick.{n}" for n in (1, 2, 3, 4)
     ]
     assert json.loads(buttons(guidance)[1]["value"]) == {"incident": 1, "step": 2}
-    assert paused["text"].startswith("Paused 1 running rollout(s): 2026.11.27-1.")
+    assert paused["text"].startswith("Paused 1 running rollout: 2026.11.27-1.")
     (offer,) = buttons(rollback)
     assert offer["action_id"] == "wave.rollback.request"
     assert json.loads(offer["value"])["release"] == "2026.11.27-1"
@@ -176,7 +176,8 @@ async def test_declare_with_no_words_opens_the_form(service: Service) -> None:
     view = json.loads(opened.args["view"]) if isinstance(opened.args["view"], str) else None
     view = view or opened.args["view"]
     assert view["callback_id"] == "incident.declare"
-    assert [b["block_id"] for b in view["blocks"]] == ["class", "severity", "summary", "release"]
+    # No rollout is active: there is no release to select, so no release field.
+    assert [b["block_id"] for b in view["blocks"]] == ["class", "severity", "summary"]
     assert incidents(service) == []
 
 
@@ -435,7 +436,7 @@ async def test_list_shows_the_open_incidents(service: Service, clock: FakeClock)
     await command(service, "declare auth-policy-failure tokens leaked in logs", user=COMMANDER)
     clock.advance(minutes=5)
     reply = await command(service, "")
-    assert reply["text"].startswith("1 open incident(s):")
+    assert reply["text"].startswith("1 open incident:")
     assert "#1 sev1 auth-policy-failure (declared) — tokens leaked in logs" in reply["text"]
     assert "declared 5m ago" in reply["text"]
 
