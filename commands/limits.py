@@ -79,3 +79,26 @@ def fit_message(text: str, blocks: Sequence[Block] | None) -> tuple[str, list[Bl
     return fit_text(
         text, MESSAGE_TEXT, more="… (cut: the whole text is in the blocks or the API)"
     ), (fitted or None)
+
+
+def pack_sections(lines: Sequence[str], *, limit: int = SECTION_TEXT) -> list[Block]:
+    """Lines packed into as few mrkdwn sections as fit, each within Slack's section limit (a
+    line too long for one section is cut)."""
+    room = limit - 100
+    blocks: list[Block] = []
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        line = fit_text(line, room)
+        if chunk and size + len(line) + 1 > room:
+            blocks.append(_section("\n".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        blocks.append(_section("\n".join(chunk)))
+    return blocks
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}

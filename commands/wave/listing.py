@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
 from commands.core import Block
-from commands.limits import MESSAGE_BLOCKS, MESSAGE_TEXT, SECTION_TEXT, fit_text
+from commands.limits import MESSAGE_BLOCKS, MESSAGE_TEXT, fit_text, pack_sections
 from commands.text import escape, mention, plural
 from commands.wave.views import RolloutView, headline, pending_line
 from storage.models import AuditEvent, RolloutState
@@ -37,23 +37,6 @@ ACTION_WORDS = {
 OUTCOME_WORDS = {"refused": "was refused", "failed": "failed", "error": "failed"}
 
 
-def sections(lines: Sequence[str], *, limit: int = SECTION_TEXT) -> list[Block]:
-    """Lines packed into as few sections as fit, each within Slack's section limit."""
-    blocks: list[Block] = []
-    chunk: list[str] = []
-    size = 0
-    for line in lines:
-        line = fit_text(line, limit - 100)
-        if chunk and size + len(line) + 1 > limit - 100:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))).to_dict())
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line) + 1
-    if chunk:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))).to_dict())
-    return blocks
-
-
 def overview(rollouts: Sequence[RolloutView], *, total: int) -> tuple[str, list[Block]]:
     """Many active rollouts (the first of `total`), one line each, from their stored state and
     verdict: no rollout is judged and no metric read, so the answer stays quick with hundreds."""
@@ -71,10 +54,10 @@ def overview(rollouts: Sequence[RolloutView], *, total: int) -> tuple[str, list[
             f"… and {total - len(rollouts)} more: see the App Home or GET /api/v1/rollouts."
         )
     title = f"{plural(total, 'active rollout')}. `/wave status RELEASE` shows one with its metrics."
-    blocks = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict(), *sections(lines)]
+    blocks = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict(), *pack_sections(lines)]
     if len(blocks) > MESSAGE_BLOCKS:
         more = f"… and more: see the App Home or GET /api/v1/rollouts ({total} in all)."
-        blocks = [*blocks[: MESSAGE_BLOCKS - 1], *sections([more])]
+        blocks = [*blocks[: MESSAGE_BLOCKS - 1], *pack_sections([more])]
     text = fit_text("\n".join([title, *lines]), MESSAGE_TEXT, more="… see the App Home.")
     return text, blocks
 
@@ -108,6 +91,6 @@ def history_page(
     lines = [history_line(e) for e in shown]
     if page < pages:
         lines.append(f"`/wave history {escape(version)} {page + 1}` for older events.")
-    blocks = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict(), *sections(lines)]
+    blocks = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict(), *pack_sections(lines)]
     text = fit_text("\n".join([title, *lines]), MESSAGE_TEXT, more="… (see the blocks)")
     return text, blocks[:MESSAGE_BLOCKS]
