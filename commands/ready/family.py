@@ -194,19 +194,25 @@ def render_checklist(checklist: Checklist, ctx: Context) -> Reply:
     proof_lines = [status.line(now) for status in proofs.statuses(ctx)]
     if proof_lines:
         lines.append("*Proofs of the first-response paths:*\n" + "\n".join(proof_lines))
-    # The fallback text names what is left to do; the blocks carry every item, packed.
-    missing = [status.item.id for status in checklist.missing]
-    short = headline
-    if missing:
-        short += f" Still to do ({len(missing)}): " + ", ".join(missing)
-    text = fit_text(short, MESSAGE_TEXT, more="… the blocks list every item.")
+    # Within Slack's 4,000 characters; the blocks carry every item.
+    text = fit_text(
+        "\n".join([headline, *lines]), MESSAGE_TEXT, more="… the blocks list every item."
+    )
     blocks = [
         HeaderBlock(text=fit_text(f"Readiness: {release.version}", HEADER_TEXT)),
         SectionBlock(text=MarkdownTextObject(text=fit_text(headline, SECTION_TEXT))),
         DividerBlock(),
     ]
-    packed = pack_sections(lines)
     room = MESSAGE_BLOCKS - len(blocks) - 2
+    # One section per item while they fit; packed several to a section beyond that.
+    packed = (
+        [
+            SectionBlock(text=MarkdownTextObject(text=fit_text(line, SECTION_TEXT))).to_dict()
+            for line in lines
+        ]
+        if len(lines) <= room
+        else pack_sections(lines)
+    )
     if len(packed) > room:
         hidden = len(packed) - room + 1
         packed = packed[: room - 1] + pack_sections(

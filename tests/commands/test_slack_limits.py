@@ -164,9 +164,10 @@ async def test_every_view_stays_within_slacks_limits_at_size(
     posts = ctx.session.exec(select(OutboxPost)).all()
     assert len(posts) > ROLLOUTS
     for post in posts:
-        valid_message(post.text, json.loads(post.blocks) if post.blocks else None)
+        queued = json.loads(post.blocks) if post.blocks else None
+        valid_message(post.text, queued)
     # Nor posted straight to Slack (the incident channel's posts).
     for call in slack.calls_to("chat.postMessage"):
-        blocks = call.args.get("blocks")
-        listed = json.loads(blocks) if isinstance(blocks, str) else blocks
+        sent = call.args.get("blocks")
+        listed = json.loads(sent) if isinstance(sent, str) else sent
         valid_message(str(call.args.get("text", "")), listed)
