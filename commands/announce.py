@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands.core import Block, Context
+from commands.limits import fit_message
 from storage.outbox import enqueue_post
 
 
@@ -15,10 +16,12 @@ def announce(
     message_key: str | None = None,
     thread_key: str | None = None,
 ) -> None:
-    """Queue a post to `channel` (default: the policy's rollouts channel); no channel, no post."""
+    """Queue a post to `channel` (default: the policy's rollouts channel); no channel, no post.
+    Nothing over Slack's limits is queued: text and blocks are fitted here (commands/limits.py)."""
     target = channel or ctx.policy.channels.rollouts
     if not target:
         return
+    text, blocks = fit_message(text, blocks)
     enqueue_post(
         channel=target,
         text=text,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
@@ -214,10 +215,22 @@ class Family:
         return register
 
     def resolve(self, words: Sequence[str]) -> tuple[Subcommand, list[str]]:
-        """Pick the subcommand named by the first word, else the family's default one."""
+        """Pick the subcommand named by the first word, else the family's default one (the
+        router then checks the word is not a typo of a subcommand: `suggest`)."""
         if words and words[0].lower() in self.subcommands:
             return self.subcommands[words[0].lower()], list(words[1:])
         return self.subcommands[self.default], list(words)
+
+    def suggest(self, word: str) -> str | None:
+        """The subcommand a typo (`strat`) is close to: `start`; None when none is close."""
+        names = [name for name in self.subcommands if name]
+        close = difflib.get_close_matches(word.lower(), names, n=1, cutoff=0.75)
+        return close[0] if close else None
+
+    @property
+    def reserved(self) -> set[str]:
+        """Words that are commands, so they cannot name a release."""
+        return {name for name in self.subcommands if name} | {"help"}
 
     def help(self) -> Reply:
         lines = [f"*/{self.name}* — {self.summary}", ""]

@@ -38,6 +38,7 @@ ACTIONS: dict[str, list[str]] = {
     "wave.resume": ["release-managers"],
     "wave.force": ["release-managers"],
     "rollback": ["release-managers", "incident-commanders"],
+    "rollback.request": ["everyone"],
     "incident.declare": ["everyone"],
     "incident.update": ["everyone"],
     "incident.resolve": ["incident-commanders", "release-managers"],

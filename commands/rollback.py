@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from commands.access import require
+from commands.access import may, require
+from commands.announce import announce
 from commands.core import (
     Context,
     Family,
@@ -12,13 +13,14 @@ from commands.core import (
     Request,
     UsageError,
 )
-from commands.text import escape
+from commands.text import escape, mention
 from commands.wave import views
 from commands.wave.parse import pick_rollout
 from commands.wave.rules.base import (
     ActuatorUnavailable,
     retry_reply,
     subject_of,
+    thread_key,
 )
 from commands.wave.rules.rollback import rollback_release, rollout_to_roll_back
 from storage.audit import Outcome, record_event
@@ -37,13 +39,16 @@ def rollback_confirmation(ctx: Context, request: Request, version: str, reason: 
     reason = reason.strip()
     if not reason:
         raise UsageError("say why you roll back (the reason is audited)", usage=USAGE)
-    require(ctx.policy, "rollback", request, subject=subject)
-    rollout_to_roll_back(ctx, release)
+    two_person = not may(ctx.policy, "rollback", request)
+    if two_person:
+        # Anyone holding `rollback.request` asks; someone holding `rollback` confirms.
+        require(ctx.policy, "rollback.request", request, subject=subject)
+    rollout = rollout_to_roll_back(ctx, release)
     target = last_known_good(session=ctx.session, excluding=release.id)
     where = (
         f"to the last known-good release *{target.version}*"
         if target
-        else "— there is *no last known-good release* to return to (target null)"
+        else "with *no last known-good release to return to* (the deploy system removes it)"
     )
     record_event(
         actor=request.user_id,
@@ -54,6 +59,23 @@ def rollback_confirmation(ctx: Context, request: Request, version: str, reason: 
         at=ctx.now(),
         session=ctx.session,
     )
+    if two_person:
+        asked = (
+            f"🙋 {mention(request.user_id)} asks to roll back *{release.version}* {where}. "
+            f"Reason: {escape(reason)}\nSomeone allowed to roll back ("
+            f"{', '.join(ctx.policy.roles_for('rollback'))}) confirms with the button."
+        )
+        announce(
+            ctx,
+            asked,
+            blocks=views.confirm_rollback_blocks(asked, release.version, reason),
+            thread_key=thread_key(rollout),
+        )
+        return Reply(
+            f"Asked for a rollback of {release.version}: the request is in the thread under "
+            f"{release.version}'s status message in the rollouts channel, where someone "
+            "allowed to roll back confirms it."
+        )
     text = (
         f"Roll back *{release.version}* {where}? Reason: {escape(reason)}\n"
         "Nothing happens until someone allowed to roll back presses *Confirm rollback*."
@@ -77,7 +99,7 @@ async def confirm_rollback(ctx: Context, request: Request, version: str, reason:
     except ActuatorUnavailable as err:
         return retry_reply(err)
     target = last_known_good(session=ctx.session, excluding=release.id)
-    to = f"to {target.version}" if target else "with no last known-good release (target null)"
+    to = f"to {target.version}" if target else "with no last known-good release to return to"
     return Reply(f"Rolled back {release.version} {to}. Reason: {escape(reason.strip())}")
 
 
@@ -85,8 +107,9 @@ async def confirm_rollback(ctx: Context, request: Request, version: str, reason:
 async def request_rollback(inv: Invocation) -> Reply:
     """Ask to roll back a release (the only active rollout when RELEASE is left out).
 
-    The reply carries a *Confirm rollback* button; the release is marked rolled_back and the
-    deploy system told once someone with the `rollback` permission confirms.
+    Someone holding `rollback` gets a *Confirm rollback* button; anyone else holding
+    `rollback.request` posts the request in the rollout's thread, where someone holding
+    `rollback` confirms it (two people). Nothing is rolled back until then.
     """
     words = inv.words
     named = get_release(words[0], session=inv.ctx.session) if words else None

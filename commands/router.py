@@ -21,6 +21,7 @@ from commands.ready.family import family as ready
 from commands.rollback import family as rollback
 from commands.unit import perform
 from commands.wave.family import family as wave
+from storage.releases import get_release
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ def _target(request: Request) -> Target | Reply:
         raise
     if command == ROOT:
         if not words or words[0].lower() in HELP_WORDS:
+            if len(words) > 2:  # `/ops help wave promote`: that command's help
+                return _family(words[1]).help_for(words[2])
             if len(words) > 1:
                 return _family(words[1]).help()
             return root_help()
@@ -109,6 +112,20 @@ def _target(request: Request) -> Target | Reply:
     return family, sub, rest
 
 
+def typo_check(family: Family, sub: Subcommand, words: list[str], ctx: Context) -> None:
+    """`/wave strat 1.0`: a first word read as a release by the default subcommand, close to a
+    subcommand and not a release, is a typo: asked "did you mean `start`?" instead."""
+    if sub.name != family.default or not words:
+        return
+    close = family.suggest(words[0])
+    if close is None or get_release(words[0], session=ctx.session) is not None:
+        return
+    raise UsageError(
+        f"/{family.name} has no command {words[0][:40]!r}: did you mean `{close}`?",
+        usage=family.subcommands[close].usage,
+    )
+
+
 async def run(routed: Routed, ctx: Context) -> Reply:
     """Run one routed command as one unit of work (commands/unit.py): a typed error rolls back
     its changes, is audited when it is a refusal, and comes back as a reply."""
@@ -119,7 +136,8 @@ async def run(routed: Routed, ctx: Context) -> Reply:
             raise target
         if isinstance(target, Reply):
             return target
-        _, sub, words = target
+        family, sub, words = target
+        typo_check(family, sub, words, ctx)
         return await sub.handler(Invocation(routed.request, ctx, words, sub))
 
     request = routed.request

@@ -95,3 +95,19 @@ def parse_member(word: str) -> str | None:
 def parse_channel(word: str) -> str | None:
     """A channel: `<#C123|name>`, `<#C123>` or a bare `C123` (`G…` for old private ones)."""
     return _parse(word, _CHANNEL, _CHANNEL_ID)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 open incident`, `2 open incidents` (`many` for irregular words)."""
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {many or word + 's'}"
+
+
+def span_between(start: datetime, end: datetime) -> str:
+    """`10:00 - 14:30 UTC` within one day, `Nov 27 10:00 - Nov 29 14:30 UTC` across days
+    (the dash is an en dash)."""
+    dash = "\u2013"
+    if start.date() == end.date():
+        return f"{start:%H:%M} {dash} {end:%H:%M} UTC"
+    return f"{start:%b} {start.day} {start:%H:%M} {dash} {end:%b} {end.day} {end:%H:%M} UTC"

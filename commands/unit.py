@@ -18,7 +18,10 @@ T = TypeVar("T")
 
 def render_error(err: CommandError) -> Reply:
     # The message often echoes what was typed (an unknown release, a reason).
-    text = f"{err.title}: {escape_message(err.message)}"
+    title = err.title
+    if err.usage and title == "Usage":
+        title = "Not understood"  # one "Usage:" line: the usage itself
+    text = f"{title}: {escape_message(err.message)}"
     if err.usage:
         text += f"\nUsage: `{err.usage}`"
     return Reply(text, error=True, outcome=err.outcome)

@@ -81,7 +81,7 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
         listeners.after_ack(press())
 
     for prefix in (TICK_ACTION, RESUME_ACTION):
-        app.action(re.compile(rf"^{re.escape(prefix)}(\.\d+)?$"))(on_button)
+        app.action(re.compile(rf"^{re.escape(prefix)}(\.\d+|\.all)?$"))(on_button)
 
     # -------------------------------------------------------- the message shortcut
 

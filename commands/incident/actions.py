@@ -10,14 +10,17 @@ import json
 from typing import Any
 
 from commands.access import require
-from commands.core import Context, Reply, Request, UsageError
+from commands.core import CommandError, Context, Reply, Request, UsageError
 from commands.incident.declare import declare_incident
 from commands.incident.lifecycle import pin_message, resume_paused_rollout, tick_step
 from commands.incident.parse import DeclareArgs, parse_form
-from commands.incident.views import RESUME_ACTION, TICK_ACTION
+from commands.incident.views import RESUME_ACTION, RESUME_ALL, TICK_ACTION
+from commands.limits import MESSAGE_TEXT, fit_text
 from commands.policy import Policy
+from commands.text import plural
 from commands.unit import perform
-from storage.incidents import incident_in_channel
+from storage.incidents import incident_in_channel, paused_rollouts
+from storage.models import RolloutState
 from storage.releases import get_release
 
 FORM_FIELDS = ("class", "severity", "summary", "release")
@@ -96,6 +99,9 @@ async def press(request: Request, ctx: Context, action_id: str, value: str) -> R
             data = _value(value, wants="incident")
             tick_step(ctx, _id(data, "incident"), _id(data, "step"), request=request)
             return None
+        if action_id == RESUME_ALL:
+            data = _value(value, wants="incident")
+            return await resume_all(ctx, _id(data, "incident"), request=request)
         if action_id.startswith(RESUME_ACTION):
             data = _value(value, wants="rollout")
             incident_id = _id(data, "incident")
@@ -104,6 +110,30 @@ async def press(request: Request, ctx: Context, action_id: str, value: str) -> R
         raise UsageError(f"unknown button {action_id[:60]!r}")
 
     return await perform(request.user_id, ctx, work, action="incident")
+
+
+async def resume_all(ctx: Context, incident_id: int, *, request: Request) -> Reply:
+    """*Resume all* on a resolve summary: each rollout the incident paused and that is still
+    paused, resumed through the same rules as its own Resume button (permission, pending
+    action, the deploy system); one that cannot be resumed is named, the others go on."""
+    require(ctx.policy, "wave.resume", request, subject=f"incident:{incident_id}")
+    resumed: list[str] = []
+    failed: list[str] = []
+    for rollout in paused_rollouts(incident_id, session=ctx.session):
+        if rollout.state != RolloutState.paused or rollout.id is None:
+            continue
+        try:
+            done = await resume_paused_rollout(ctx, incident_id, rollout.id, request=request)
+        except CommandError as err:
+            failed.append(f"rollout {rollout.id}: {err.message}")
+            continue
+        resumed.append(str(done.id))
+    text = f"Resumed {plural(len(resumed), 'rollout')} paused by incident #{incident_id}."
+    if failed:
+        text += f" Not resumed ({len(failed)}): " + "; ".join(failed[:10])
+        if len(failed) > 10:
+            text += f" and {len(failed) - 10} more"
+    return Reply(fit_text(text, MESSAGE_TEXT))
 
 
 def is_incident_channel(ctx: Context, channel: str) -> bool:

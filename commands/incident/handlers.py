@@ -68,7 +68,8 @@ async def declare(inv: Invocation) -> Reply:
     incident = await declare_incident(ctx, args, actor=inv.actor)
     return Reply(
         f"Declared incident #{incident.id} (sev{incident.severity} {incident.incident_class}) "
-        f"in {views.channel_link(incident)}; you lead it until `/incident lead @user`."
+        f"in {views.channel_link(incident)}; you lead it until `/incident lead @user`. "
+        f"Severity: {args.severity_words}."
     )
 
 

@@ -28,6 +28,13 @@ class DeclareArgs:
     severity: int
     summary: str
     release: str | None = None
+    # How the severity was chosen, for the reply: "as you wrote" or "the class's default".
+    severity_written: bool = False
+
+    @property
+    def severity_words(self) -> str:
+        how = "as you wrote" if self.severity_written else "the class's default"
+        return f"sev{self.severity} ({how})"
 
 
 def classes_line(policy: Policy) -> str:
@@ -74,11 +81,16 @@ def parse_declare(words: list[str], policy: Policy, usage: str) -> DeclareArgs:
         raise unknown_class(words[0], policy, usage)
     rest = words[1:]
     severity = cls.severity
+    written = False
+    # A severity is `sev3`, or a lone digit right after the class with a summary after it
+    # (`sandbox-instability 3 sandboxes crashing` takes sev3, and the reply says so).
     if rest and (given := parse_severity(rest[0])) is not None:
-        severity, rest = given, rest[1:]
-    elif rest and _SEVERITY_LIKE.match(rest[0]):
+        if not rest[0].isdigit() or len(rest) > 1:
+            severity, rest, written = given, rest[1:], True
+    elif rest and _SEVERITY_LIKE.match(rest[0]) and (not rest[0].isdigit() or len(rest) > 1):
         raise bad_severity(rest[0], usage)
-    return DeclareArgs(name, severity, check_summary(" ".join(rest), usage))
+    summary = check_summary(" ".join(rest), usage)
+    return DeclareArgs(name, severity, summary, severity_written=written)
 
 
 def slugify(text: str) -> str:

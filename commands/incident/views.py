@@ -24,14 +24,20 @@ from slack_sdk.models.blocks import (
 )
 
 from commands.core import Reply
+from commands.limits import MESSAGE_TEXT, OPTIONS, fit_blocks, fit_text
 from commands.policy import IncidentClass, Policy
-from commands.text import escape, mention, span
+from commands.text import escape, mention, plural, span
 from commands.wave.views import rollback_button
 from storage.models import Incident, IncidentStatus, Rollout, RolloutState, TimelineEntry
 
 TICK_ACTION = "incident.step.tick"
 RESUME_ACTION = "incident.rollout.resume"
+RESUME_ALL = f"{RESUME_ACTION}.all"
+# A resolve summary's per-rollout Resume buttons, at most; *Resume all* covers the rest.
+RESUME_SHOWN = 20
 DECLARE_FORM = "incident.declare"
+# Open incidents `/incident list` names one by one.
+LISTED = 30
 ICON = {1: "🔴", 2: "🟠", 3: "🟡", 4: "🔵"}
 STATUS_ICON = {
     IncidentStatus.declared: "🚨",
@@ -149,8 +155,13 @@ def rollback_offer(incident: Incident, release: str | None) -> tuple[str, list[d
 def paused_text(rollouts: Sequence[tuple[Rollout, str]]) -> str:
     if not rollouts:
         return "No rollout was running; nothing was paused."
-    names = ", ".join(version for _, version in rollouts)
-    return f"Paused {len(rollouts)} running rollout(s): {names}. They stay paused until resumed."
+    names = ", ".join(version for _, version in rollouts[:20])
+    if len(rollouts) > 20:
+        names += f" and {len(rollouts) - 20} more"
+    return (
+        f"Paused {plural(len(rollouts), 'running rollout')}: {names}. They stay paused until "
+        "resumed."
+    )
 
 
 # ---------------------------------------------------------------- lists and summaries
@@ -161,13 +172,30 @@ def open_list(incidents: Sequence[Incident], now: datetime) -> Reply:
         return Reply(
             "No incident is open. Declare one with `/incident declare CLASS [SEV] SUMMARY`."
         )
-    lines = [f"{len(incidents)} open incident(s):"]
-    for incident in incidents:
+    lines = [f"{plural(len(incidents), 'open incident')}:"]
+    for incident in incidents[:LISTED]:
         lines.append(
             f"{STATUS_ICON[IncidentStatus(incident.status)]} {one_line(incident)} · lead "
             f"{mention(incident.commander)} · declared {span(now - incident.declared_at)} ago"
         )
-    return Reply("\n".join(lines))
+    if len(incidents) > LISTED:
+        lines.append(
+            f"… and {len(incidents) - LISTED} more: see the App Home or GET /api/v1/incidents."
+        )
+    text = "\n".join(lines)
+    chunks: list[Block] = []
+    chunk: list[str] = []
+    for line in lines:
+        line = fit_text(line, 2900)
+        if sum(len(c) + 1 for c in chunk) + len(line) > 2900:
+            chunks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+    chunks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+    return Reply(
+        fit_text(text, MESSAGE_TEXT, more="… see the App Home."),
+        blocks=fit_blocks(_blocks(chunks), where="see the App Home"),
+    )
 
 
 def which_incident(incidents: Sequence[Incident]) -> str:
@@ -179,6 +207,10 @@ def which_incident(incidents: Sequence[Incident]) -> str:
 
 
 def durations(incident: Incident) -> str:
+    """`declared 10:00 → … → resolved 14:30`, with dates when the span crosses a day."""
+    end = incident.resolved_at or incident.mitigated_at or incident.declared_at
+    if end.date() != incident.declared_at.date():
+        return _dated_durations(incident)
     parts = [f"declared {hhmm(incident.declared_at)}"]
     if incident.mitigated_at is not None:
         parts.append(
@@ -190,6 +222,28 @@ def durations(incident: Incident) -> str:
     if incident.resolved_at is not None:
         parts.append(
             f"resolved {hhmm(incident.resolved_at)} "
+            f"(+{span(incident.resolved_at - incident.declared_at)} in all)"
+        )
+    return " → ".join(parts)
+
+
+def dated(at: datetime) -> str:
+    at = at.astimezone(UTC)
+    return f"{at:%b} {at.day} {at:%H:%M} UTC"
+
+
+def _dated_durations(incident: Incident) -> str:
+    parts = [f"declared {dated(incident.declared_at)}"]
+    if incident.mitigated_at is not None:
+        parts.append(
+            f"mitigated {dated(incident.mitigated_at)} "
+            f"(+{span(incident.mitigated_at - incident.declared_at)})"
+        )
+    else:
+        parts.append("mitigated: not separately")
+    if incident.resolved_at is not None:
+        parts.append(
+            f"resolved {dated(incident.resolved_at)} "
             f"(+{span(incident.resolved_at - incident.declared_at)} in all)"
         )
     return " → ".join(parts)
@@ -208,11 +262,27 @@ def resolve_summary(
     still_paused = [(r, v) for r, v in paused if r.state == RolloutState.paused]
     if paused:
         lines.append(
-            f"This incident paused {len(paused)} rollout(s); nothing resumes by itself. "
+            f"This incident paused {plural(len(paused), 'rollout')}; nothing resumes by itself. "
             + ("Resume them when it is safe:" if still_paused else "None of them is still paused.")
         )
         blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[-1])))
-    for rollout, version in still_paused:
+    if len(still_paused) > 1:
+        every = ButtonElement(
+            text=f"Resume all {len(still_paused)}"[:75],
+            action_id=RESUME_ALL,
+            value=json.dumps({"incident": incident.id}),
+            style="primary",
+            confirm=ConfirmObject(
+                title="Resume them all?",
+                text=f"Resume the {len(still_paused)} rollouts this incident paused, each "
+                "where it was paused (each checked as a single Resume is).",
+                confirm="Resume all",
+                deny="Cancel",
+            ),
+        )
+        blocks.append(ActionsBlock(elements=[every]))
+    hidden = len(still_paused) - RESUME_SHOWN
+    for rollout, version in still_paused[:RESUME_SHOWN]:
         button = ButtonElement(
             text=f"Resume {version}"[:75],
             action_id=f"{RESUME_ACTION}.{rollout.id}",
@@ -228,7 +298,15 @@ def resolve_summary(
         line = f"⏸ {version} — paused at {paused_at} (or `/wave resume {version}`)"
         lines.append(line)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line), accessory=button))
-    return "\n".join(lines), _blocks(blocks)
+    if hidden > 0:
+        more = (
+            f"… and {hidden} more paused: *Resume all* resumes them too; `/wave status` or the "
+            "App Home lists them."
+        )
+        lines.append(more)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=more)))
+    text = fit_text("\n".join(lines), MESSAGE_TEXT, more="… see the App Home.")
+    return text, fit_blocks(_blocks(blocks))
 
 
 # ---------------------------------------------------------------- the declare form
@@ -263,16 +341,20 @@ def declare_form(
             ),
         ),
     ]
-    release_hint = f" (active: {', '.join(releases[:5])})" if releases else ""
-    blocks.append(
-        InputBlock(
-            block_id="release",
-            label="Affected release",
-            optional=True,
-            hint=PlainTextObject(text=f"The release to offer a rollback of{release_hint}"[:2000]),
-            element=PlainTextInputElement(action_id="value", max_length=100),
+    if releases:
+        # A select of the active rollouts (Slack allows 100 options of 75 characters).
+        release_options = [
+            Option(value=version[:150], label=version[:75]) for version in releases[:OPTIONS]
+        ]
+        blocks.append(
+            InputBlock(
+                block_id="release",
+                label="Affected release",
+                optional=True,
+                hint=PlainTextObject(text="The active rollout to offer a rollback of"),
+                element=StaticSelectElement(action_id="value", options=release_options),
+            )
         )
-    )
     return {
         "type": "modal",
         "callback_id": DECLARE_FORM,

@@ -22,6 +22,36 @@ from storage.releases import (
     unfinished_releases,
 )
 
+# Command words (every family's subcommands, and help) cannot name a release:
+# tests/commands/ready checks this covers commands/router.py's families.
+RESERVED = frozenset(
+    [
+        "help",
+        "new",
+        "check",
+        "fail",
+        "waive",
+        "status",
+        "start",
+        "promote",
+        "pause",
+        "resume",
+        "history",
+        "plan",
+        "list",
+        "declare",
+        "update",
+        "lead",
+        "mitigated",
+        "resolve",
+        "followup",
+        "followups",
+        "role",
+        "stakeholders",
+        "review",
+        "postmortem",
+    ]
+)
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,99}$")
 FINISHED = {ReleaseState.complete, ReleaseState.rolled_back}
 ACTION_OF = {
@@ -173,6 +203,11 @@ def require_complete(release: Release, ctx: Context, *, action: str) -> None:
 
 
 def register_release(version: str, ctx: Context, *, actor: str) -> Release:
+    if version.lower() in RESERVED:
+        raise UsageError(
+            f"{version!r} is a command word, so it cannot name a release (it would read as the "
+            "command): choose another, e.g. 2026.11.27-1"
+        )
     if not VERSION.match(version):
         raise UsageError(
             f"{version[:120]!r} is not a release version: use letters, digits and . _ + - "

@@ -13,6 +13,14 @@ from slack_sdk.models.blocks import (
 from commands.access import require
 from commands.core import Context, Family, GateClosed, Invocation, NotFound, Reply
 from commands.incident import proofs
+from commands.limits import (
+    HEADER_TEXT,
+    MESSAGE_BLOCKS,
+    MESSAGE_TEXT,
+    SECTION_TEXT,
+    fit_text,
+    pack_sections,
+)
 from commands.ready.checklist import (
     ACTION_OF,
     Checklist,
@@ -186,24 +194,37 @@ def render_checklist(checklist: Checklist, ctx: Context) -> Reply:
     proof_lines = [status.line(now) for status in proofs.statuses(ctx)]
     if proof_lines:
         lines.append("*Proofs of the first-response paths:*\n" + "\n".join(proof_lines))
-    text = "\n".join([headline, *lines])
+    # Within Slack's 4,000 characters; the blocks carry every item.
+    text = fit_text(
+        "\n".join([headline, *lines]), MESSAGE_TEXT, more="… the blocks list every item."
+    )
     blocks = [
-        HeaderBlock(text=f"Readiness: {release.version}"[:150]),
-        SectionBlock(text=MarkdownTextObject(text=headline)),
+        HeaderBlock(text=fit_text(f"Readiness: {release.version}", HEADER_TEXT)),
+        SectionBlock(text=MarkdownTextObject(text=fit_text(headline, SECTION_TEXT))),
         DividerBlock(),
     ]
-    for status in checklist.items[:44]:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_line(status, ctx)[:3000])))
-    if proof_lines:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[-1][:3000])))
-    blocks.append(
-        ContextBlock(
-            elements=[
-                MarkdownTextObject(
-                    text="`/ready check ITEM EVIDENCE` · `/ready fail ITEM REASON` · "
-                    "`/ready waive ITEM REASON`"
-                )
-            ]
-        )
+    room = MESSAGE_BLOCKS - len(blocks) - 2
+    # One section per item while they fit; packed several to a section beyond that.
+    packed = (
+        [
+            SectionBlock(text=MarkdownTextObject(text=fit_text(line, SECTION_TEXT))).to_dict()
+            for line in lines
+        ]
+        if len(lines) <= room
+        else pack_sections(lines)
     )
-    return Reply(text, blocks=[block.to_dict() for block in blocks])
+    if len(packed) > room:
+        hidden = len(packed) - room + 1
+        packed = packed[: room - 1] + pack_sections(
+            [f"… and {hidden} more sections of items: see GET /api/v1/releases or the App Home."]
+        )
+    footer = ContextBlock(
+        elements=[
+            MarkdownTextObject(
+                text="`/ready check ITEM EVIDENCE` · `/ready fail ITEM REASON` · "
+                "`/ready waive ITEM REASON`"
+            )
+        ]
+    )
+    rendered = [block.to_dict() for block in blocks] + packed + [footer.to_dict()]
+    return Reply(text, blocks=rendered)

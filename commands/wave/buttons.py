@@ -14,6 +14,7 @@ from commands.core import Context, NotFound, Reply, Request, UsageError
 from commands.rollback import confirm_rollback, rollback_confirmation
 from commands.unit import perform
 from commands.wave import views
+from commands.wave.rules.actuation import AUDIT_ACTIONS
 from commands.wave.rules.advance import promote_rollout
 from commands.wave.rules.base import (
     ActuatorUnavailable,
@@ -22,9 +23,18 @@ from commands.wave.rules.base import (
     subject_of,
 )
 from commands.wave.rules.pause import pause_rollout, resume_rollout
-from storage.models import PauseKind, RolloutState
+from commands.wave.rules.posts import publish_status
+from storage.audit import Outcome, record_event
+from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.releases import get_release
 from storage.rollouts import rollout_of
+
+# The audited action of a refused press.
+ACTION_PERMISSIONS = {
+    views.PROMOTE: AUDIT_ACTIONS["promote"],
+    views.PAUSE: AUDIT_ACTIONS["pause"],
+    views.RESUME: AUDIT_ACTIONS["resume"],
+}
 
 ACTIONS = (
     views.PROMOTE,
@@ -67,6 +77,8 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
         raise NotFound(f"no rollout of {version!r} exists")
     subject = subject_of(release)
     waves = plan_of(ctx, rollout)
+    if _stale(action_id, data, rollout):
+        return _refresh_stale(ctx, action_id, rollout, release, request)
     retry = {"action_id": action_id, "value": data}
     try:
         if action_id == views.PROMOTE:
@@ -104,6 +116,55 @@ async def _run(action_id: str, data: dict[str, Any], request: Request, ctx: Cont
     except ActuatorUnavailable as err:
         return retry_reply(err)
     raise UsageError(f"unknown button {action_id!r}")
+
+
+def _refresh_stale(
+    ctx: Context, action_id: str, rollout: Rollout, release: Release, request: Request
+) -> Reply:
+    """The message was out of date: refused (audited) with where the rollout is now, and the
+    status message re-published so it shows the truth."""
+    waves = plan_of(ctx, rollout)
+    version = release.version
+    if rollout.state == RolloutState.complete:
+        text = f"{version} is already complete; nothing changed"
+    elif rollout.state == RolloutState.rolled_back:
+        text = f"{version} was already rolled back; nothing changed"
+    else:
+        where = views.wave_label(waves, rollout.wave_index)
+        text = f"{version} is already at {where} ({rollout.state}); nothing changed"
+    publish_status(ctx, rollout, release)
+    record_event(
+        actor=request.user_id,
+        action=ACTION_PERMISSIONS.get(action_id, action_id),
+        subject=subject_of(release),
+        outcome=Outcome.refused,
+        reason=text,
+        at=ctx.now(),
+        session=ctx.session,
+    )
+    return Reply(
+        f"Conflict: {text}. The status message now shows where it is and what can be done.",
+        error=True,
+        outcome="conflict",
+    )
+
+
+def _stale(action_id: str, data: dict[str, Any], rollout: Rollout) -> bool:
+    """A press the rollout has moved past: finished, another wave, or not in the state the
+    button was for (a pending action is refused by the rules, saying what is in progress)."""
+    state = RolloutState(rollout.state)
+    if state in (RolloutState.complete, RolloutState.rolled_back):
+        return True
+    if action_id == views.PROMOTE:
+        wave = data.get("wave")
+        if not isinstance(wave, int) or isinstance(wave, bool) or not 0 <= wave < 1000:
+            return False  # malformed: the rule says so
+        return state != RolloutState.running or wave != rollout.wave_index
+    if action_id == views.PAUSE:
+        return state != RolloutState.running
+    if action_id == views.RESUME:
+        return state != RolloutState.paused
+    return False
 
 
 async def _retry(data: dict[str, Any], request: Request, ctx: Context) -> Reply:

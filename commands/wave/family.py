@@ -6,8 +6,9 @@ from typing import Any
 
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
+from commands.limits import MESSAGE_BLOCKS, MESSAGE_TEXT, fit_blocks, fit_text, pack_sections
 from commands.values import format_duration
-from commands.wave import plan, views
+from commands.wave import listing, plan, views
 from commands.wave.parse import force_option, named_release, no_extra_words, pick_rollout
 from commands.wave.rules.advance import promote_rollout, start_rollout
 from commands.wave.rules.base import (
@@ -33,6 +34,8 @@ from storage.rollouts import (
 # each (at most LISTED), since judging every rollout would outlast Slack's 3-second ack.
 DETAILED = 5
 LISTED = 40
+# The newest events `/wave history` pages through.
+HISTORY_KEPT = 1000
 
 family = Family("wave", "rollout waves: start, watch, promote, pause, resume", default="status")
 family.command("plan", plan.USAGE)(plan.show_plan)
@@ -77,15 +80,20 @@ async def show_status(inv: Invocation) -> Reply:
                     *active_rollouts(session=ctx.session, limit=LISTED),
                 ]
             ]
-            text, blocks = views.overview(listed, total=total)
+            text, blocks = listing.overview(listed, total=total)
             return Reply(text, blocks=blocks)
         pairs = [*starting, *active_rollouts(session=ctx.session)]
     texts, blocks = [], []
     for rollout, release in pairs:
         view = view_of(ctx, rollout, release)
         texts.append(views.status_text(view))
-        blocks += views.status_blocks(view)
-    return Reply("\n\n".join(texts), blocks=blocks[:50])
+        # An ephemeral reply: only the buttons this person may press.
+        allowed = views.viewer_may(ctx.policy, inv.request, view.wave)
+        blocks += views.status_blocks(view, allowed)
+    return Reply(
+        fit_text("\n\n".join(texts), MESSAGE_TEXT, more="… see the App Home."),
+        blocks=fit_blocks(blocks, where="see the App Home"),
+    )
 
 
 @family.command("start", "/wave start RELEASE [PLAN] [--force REASON]", answers_in_ack=False)
@@ -205,23 +213,36 @@ async def resume(inv: Invocation) -> Reply:
     )
 
 
-@family.command("history", "/wave history [RELEASE]")
+@family.command("history", "/wave history [RELEASE] [PAGE]")
 async def history(inv: Invocation) -> Reply:
-    """The audit trail of a release: who did what, when and why (refusals included)."""
-    if inv.words and named_release(inv) is None:
-        raise NotFound(f"no release {inv.words[0]!r} is registered", usage=inv.sub.usage)
-    if len(inv.words) > 1:
-        raise inv.usage_error("too many words: give at most one release")
-    release = named_release(inv) or pick_rollout(inv, finished_ok=True).release
-    events = events_for(subject_of(release), session=inv.ctx.session, limit=200)
+    """The audit trail of a release, newest first, in pages: who did what, when and why
+    (refusals included). `/wave history 1.0 2` (or `--page 2`) shows older events."""
+    words = list(inv.words)
+    page = 1
+    if "--page" in words:
+        at = words.index("--page")
+        if at + 1 >= len(words) or not words[at + 1].isdigit():
+            raise inv.usage_error("--page needs a number")
+        page = int(words[at + 1])
+        del words[at : at + 2]
+    elif words and words[-1].isdigit() and (len(words) > 1 or named_release(inv) is None):
+        page = int(words.pop())
+    if len(words) > 1:
+        raise inv.usage_error("too many words: give at most one release and a page")
+    paged = Invocation(inv.request, inv.ctx, words, inv.sub)
+    if words and named_release(paged) is None:
+        raise NotFound(f"no release {words[0]!r} is registered", usage=inv.sub.usage)
+    release = named_release(paged) or pick_rollout(paged, finished_ok=True).release
+    events = events_for(subject_of(release), session=inv.ctx.session, limit=HISTORY_KEPT)
     if not events:
         return Reply(f"Nothing has happened to {release.version} yet.")
-    lines = [f"History of {release.version} ({release.state}):"]
-    lines += [views.history_line(e) for e in events]
+    text, blocks = listing.history_page(release.version, release.state, events, page)
     rollout = rollout_of(release, session=inv.ctx.session)
-    if rollout is not None:
-        lines += _measurement_lines(inv, rollout)
-    return Reply("\n".join(lines))
+    measured = _measurement_lines(inv, rollout) if rollout is not None and page == 1 else []
+    if measured:
+        text = fit_text("\n".join([text, *measured]), MESSAGE_TEXT, more="… (see the blocks)")
+        blocks = [*blocks, *pack_sections(measured)][:MESSAGE_BLOCKS]
+    return Reply(text, blocks=blocks)
 
 
 def _figure(name: str, value: float | None) -> str:

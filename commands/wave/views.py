@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,14 +18,15 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from commands.access import in_role, may
 from commands.analysis.judge import MetricVerdict, Verdict, WaveVerdict
 from commands.analysis.measure import warnings_in
 from commands.analysis.polls import cost_forecast, dry_run_line
-from commands.core import Block
-from commands.policy import Metric, Wave
+from commands.core import Block, Request
+from commands.policy import Metric, Policy, Wave
 from commands.text import escape, mention, span
 from commands.values import format_duration
-from storage.models import AuditEvent, Release, Rollout, RolloutState
+from storage.models import Release, Rollout, RolloutState
 
 # Action ids of the buttons (bot/wave_actions.py listens for them).
 PROMOTE = "wave.promote"
@@ -74,6 +75,9 @@ class RolloutView:
     now: datetime
     # metric id → its query in the source's UI (commands/analysis/verdicts.py query_link).
     links: Mapping[str, str] = field(default_factory=dict)
+    # Something besides the verdict keeps the wave from promotion (an open sev 1-2 incident, a
+    # missing proof): the status message then offers no Promote.
+    blocked: bool = False
 
     @property
     def wave(self) -> Wave:
@@ -185,7 +189,11 @@ def pending_line(view: RolloutView) -> str | None:
         index = rollout.pending_wave_index
         to = f" to {wave_label(view.waves, index)}" if index < len(view.waves) else " to complete"
     elif rollout.pending_action == "rollback":
-        to = f" to {rollout.pending_target}" if rollout.pending_target else " (no known-good)"
+        to = (
+            f" to {rollout.pending_target}"
+            if rollout.pending_target
+            else " with no last known-good release to return to"
+        )
     return (
         f"⏳ a {rollout.pending_action}{to} is in progress (sent to the deploy system), started "
         f"by {who} {span(view.now - since)} ago"
@@ -216,33 +224,6 @@ def metric_lines(view: RolloutView) -> list[str]:
         if forecast := cost_forecast(mv, view.waves, view.rollout.wave_index):
             lines.append(f"💰 {forecast}")
     return lines
-
-
-def overview(rollouts: Sequence[RolloutView], *, total: int) -> tuple[str, list[Block]]:
-    """Many active rollouts (the first of `total`), one line each, from their stored state and
-    verdict: no rollout is judged and no metric read, so the answer stays quick with hundreds."""
-    lines = []
-    for view in rollouts:
-        line = headline(view)
-        if view.rollout.state == RolloutState.running:
-            line += f" · verdict {view.rollout.verdict}"
-        pending = pending_line(view)
-        if pending:
-            line += f" · {pending}"
-        lines.append(line)
-    if total > len(rollouts):
-        lines.append(f"… and {total - len(rollouts)} more.")
-    title = f"{total} active rollouts. `/wave status RELEASE` shows one with its metrics."
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=title)).to_dict()]
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(part) + 1 for part in chunk) + len(line) > 2900:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))).to_dict())
-            chunk = []
-        chunk.append(line[:2900])
-    if chunk:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))).to_dict())
-    return "\n".join([title, *lines]), blocks
 
 
 def button(
@@ -299,12 +280,28 @@ def resume_button(version: str, label: str = "Resume") -> ButtonElement:
     )
 
 
+def gate_holds(view: RolloutView) -> bool:
+    """The wave may be promoted now, from what is stored and judged already (no new judging):
+    running, nothing pending, its window passed, its verdict successful and nothing blocking."""
+    rollout = view.rollout
+    if rollout.state != RolloutState.running or rollout.pending_action is not None:
+        return False
+    if view.now < rollout.wave_started_at + view.wave.observe or view.blocked:
+        return False
+    verdict = view.judgement.verdict if view.judgement is not None else rollout.verdict
+    return bool(verdict == Verdict.successful)
+
+
 def status_buttons(view: RolloutView) -> list[ButtonElement]:
+    """The buttons that tell the truth: Promote only while the gate holds, Pause while running,
+    Resume only while paused, none after the end or while an action is pending (DESIGN §10)."""
     version = view.release.version
     state = view.rollout.state
     if state not in (RolloutState.running, RolloutState.paused):
         return []
-    buttons = [promote_button(view)]
+    if view.rollout.pending_action is not None:
+        return []
+    buttons = [promote_button(view)] if gate_holds(view) else []
     if state == RolloutState.running:
         buttons.append(
             button(
@@ -320,7 +317,36 @@ def status_buttons(view: RolloutView) -> list[ButtonElement]:
     return buttons
 
 
-def status_blocks(view: RolloutView) -> list[Block]:
+# The permission each button of a rollout needs (Promote also needs the wave's approvers).
+BUTTON_PERMISSIONS = {
+    PROMOTE: "wave.promote",
+    PAUSE: "wave.pause",
+    RESUME: "wave.resume",
+    ROLLBACK_REQUEST: "rollback.request",
+    ROLLBACK_CONFIRM: "rollback",
+}
+
+
+def viewer_may(policy: Policy, request: Request, wave: Wave | None) -> Callable[[str], bool]:
+    """Which buttons one viewer may press: for ephemeral replies, which show only those."""
+
+    def allowed(action_id: str) -> bool:
+        permission = BUTTON_PERMISSIONS.get(action_id)
+        if permission is None:
+            return True
+        if action_id == ROLLBACK_REQUEST:
+            return may(policy, "rollback", request) or may(policy, permission, request)
+        if not may(policy, permission, request):
+            return False
+        if action_id == PROMOTE and wave is not None and wave.approvers:
+            return any(in_role(policy, role, request) for role in wave.approvers)
+        return True
+
+    return allowed
+
+
+def status_blocks(view: RolloutView, allowed: Callable[[str], bool] | None = None) -> list[Block]:
+    """The status message; `allowed` keeps only the buttons one viewer may press (ephemeral)."""
     blocks: list[Any] = [
         HeaderBlock(text=f"Rollout {view.release.version}"[:150]),
         SectionBlock(text=MarkdownTextObject(text=headline(view)[:3000])),
@@ -338,7 +364,7 @@ def status_blocks(view: RolloutView) -> list[Block]:
     blocks.append(
         ContextBlock(elements=[MarkdownTextObject(text=f"plan {view.rollout.plan}: {plan}")])
     )
-    buttons = status_buttons(view)
+    buttons = [b for b in status_buttons(view) if allowed is None or allowed(b.action_id or "")]
     if buttons:
         blocks.append(ActionsBlock(elements=buttons))
     return [block.to_dict() for block in blocks]
@@ -368,15 +394,3 @@ def confirm_rollback_blocks(text: str, version: str, reason: str) -> list[Block]
         ),
     )
     return with_buttons(text, [confirm])
-
-
-def history_line(event: AuditEvent) -> str:
-    when = event.at.strftime("%Y-%m-%d %H:%M")
-    line = f"{when} {mention(event.actor)} {event.action}"
-    if event.outcome != "ok":
-        line += f" ({event.outcome})"
-    if event.detail:
-        line += f" — {escape(event.detail)}"
-    if event.reason:
-        line += f" — why: {escape(event.reason)}"
-    return line

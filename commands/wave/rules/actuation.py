@@ -26,6 +26,7 @@ from commands.ports import Action, Actuation, ActuatorFailed
 from commands.text import escape, mention, span
 from commands.wave import views
 from commands.wave.rules.base import SYSTEM, ActuatorUnavailable, subject_of
+from commands.wave.rules.posts import publish_status
 from storage.audit import Outcome, event_exists, record_event
 from storage.models import Release, Rollout, RolloutState
 from storage.rollouts import claim_rollout, drop_start_claim, get_rollout, settle_claim
@@ -177,6 +178,8 @@ def claim_action(
             action=AUDIT_ACTIONS[actuation.action],
             subject=subject_of(release),
         )
+    # The status message shows the action in progress and no buttons until it settles.
+    publish_status(ctx, rollout, release)
     return Claim(
         rollout.id, actuation.action, actuation.idempotency_key, ctx.ports.instance, actuation
     )
@@ -185,11 +188,12 @@ def claim_action(
 def where_now(ctx: Context, rollout: Rollout) -> str:
     """`it is at wave 2 (free-10) (running)`: where a lost race left the rollout."""
     waves = ctx.policy.plans.get(rollout.plan) or []
+    state = str(rollout.state).replace("_", " ")
     if rollout.state in (RolloutState.complete, RolloutState.rolled_back):
-        return f"it is {rollout.state}"
+        return f"it is {state}"
     if rollout.wave_index < len(waves):
-        return f"it is at {views.wave_label(waves, rollout.wave_index)} ({rollout.state})"
-    return f"it is {rollout.state}"
+        return f"it is at {views.wave_label(waves, rollout.wave_index)} ({state})"
+    return f"it is {state}"
 
 
 def idle(ctx: Context) -> None:
@@ -250,6 +254,8 @@ def release_claim(ctx: Context, claim: Claim, failure: ActuatorUnavailable) -> l
         )
     if not released:
         return []
+    if claim.action != "start":
+        publish_status(ctx, rollout)  # back where it was, with its buttons
     action, subject = failure.action or "wave", failure.subject or "-"
     if detail is not None and event_exists(
         action=action, subject=subject, detail=detail, session=ctx.session

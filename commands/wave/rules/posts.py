@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from commands.core import Context
 from commands.text import mention
 from commands.wave import views
 from commands.wave.rules.base import SYSTEM, subject_of, thread_key
-from commands.wave.rules.gate import view_of
+from commands.wave.rules.gate import incident_blockers, view_of
 from storage.audit import Outcome, record_event
 from storage.models import Release, Rollout
 from storage.outbox import last_post_at
@@ -21,8 +22,10 @@ STATUS_REFRESH = timedelta(minutes=5)
 
 
 def publish_status(ctx: Context, rollout: Rollout, release: Release | None = None) -> None:
-    """The rollout's one status message, created or updated in place."""
-    view = view_of(ctx, rollout, release)
+    """The rollout's one status message, created or updated in place (chat.update through the
+    outbox's message key), its buttons following the rollout's state (views.status_buttons).
+    Every change of state calls this: claim, settle, release of a claim, verdict change."""
+    view = replace(view_of(ctx, rollout, release), blocked=bool(incident_blockers(ctx)))
     announce(
         ctx,
         views.status_text(view),

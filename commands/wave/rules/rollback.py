@@ -82,8 +82,8 @@ def settle_rollback(ctx: Context, claim: Claim) -> Rollout:
     where = (
         f"to the last known-good release *{to}*"
         if to
-        else "with no last known-good release to return to (target null): the deploy system "
-        "removes this release without a replacement"
+        else "with no last known-good release to return to: the deploy system removes this "
+        "release without a replacement"
     )
     post_event(
         ctx,

@@ -38,7 +38,7 @@ async def test_console_declares_updates_and_resolves_a_migration_regression(
         line.startswith("[#incidents] 🟠 Sev2 Migration regression declared") for line in lines
     )
     assert (
-        "[C0INC0001] Paused 1 running rollout(s): 2026.11.27-1. They stay paused until resumed."
+        "[C0INC0001] Paused 1 running rollout: 2026.11.27-1. They stay paused until resumed."
         in (lines)
     )
     assert any(line.startswith("[C0INC0001] 📣 Update on #1") for line in lines)

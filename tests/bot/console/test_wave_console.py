@@ -69,12 +69,12 @@ async def test_a_newcomer_starts_watches_drifts_resumes_and_rolls_back(
     assert "buttons: [Confirm rollback]" in out.getvalue()
     done = await con.execute(":press Confirm rollback")
     assert done == (
-        "Rolled back 1.0 with no last known-good release (target null). "
+        "Rolled back 1.0 with no last known-good release to return to. "
         "Reason: latency regression on internal"
     )
     history = await con.execute("/wave history")
     assert history is not None
-    assert "wave.pause — failed at wave 2 (internal)" in history
+    assert "paused — failed at wave 2 (internal)" in history
 
 
 async def test_autopilot_promotes_ready_waves(

@@ -91,8 +91,8 @@ async def test_start_and_promote_over_signed_http_update_one_status_message(
     status, event = service.slack.posts()
     assert status["channel"] == "C0ROLLOUTS"
     assert "wave 1 (staging) of 3" in status["text"]
+    # No Promote before the window passed: the buttons follow the gate.
     assert [e["action_id"] for e in status["blocks"][-1]["elements"]] == [
-        "wave.promote",
         "wave.pause",
         "wave.rollback.request",
     ]
@@ -102,6 +102,13 @@ async def test_start_and_promote_over_signed_http_update_one_status_message(
     assert "started *1.0*" in event["text"]
 
     await observe(service, 3)
+    await service.delivery.deliver_due()
+    ready = service.slack.calls_to("chat.update")[-1].args["blocks"]
+    assert [e["action_id"] for e in ready[-1]["elements"]] == [
+        "wave.promote",
+        "wave.pause",
+        "wave.rollback.request",
+    ]
     promoted = await slash(service, "/wave promote")
     assert promoted["text"] == "Promoted 1.0 to wave 2 (free-10) — free at 10%."
     await service.delivery.deliver_due()
@@ -142,11 +149,53 @@ async def test_promote_button_then_the_same_stale_button(service: Service) -> No
     first = await click(service, "wave.promote", value, key="b1")
     assert first["text"] == "Promoted 1.0 to wave 2 (free-10)."
     assert first["replace_original"] is False
+    await service.delivery.deliver_due()
+    updates_before = len(service.slack.calls_to("chat.update"))
     stale = await click(service, "wave.promote", value, key="b2")
-    assert (
-        stale["text"] == "Conflict: 1.0 is already at wave 2 (free-10) (running); nothing changed"
+    assert stale["text"] == (
+        "Conflict: 1.0 is already at wave 2 (free-10) (running); nothing changed. The status "
+        "message now shows where it is and what can be done."
     )
     assert stale["response_type"] == "ephemeral"
+    # The stale press refreshed the status message at Slack: it shows wave 2, and no Promote
+    # for wave 1 (wave 2's window has not passed either).
+    await service.delivery.deliver_due()
+    updates = service.slack.calls_to("chat.update")
+    assert len(updates) > updates_before
+    latest = updates[-1].args
+    assert "wave 2 (free-10) of 3" in latest["text"]
+    assert "wave.promote" not in json.dumps(latest["blocks"])
+
+
+async def test_two_person_rollback_over_http_request_and_confirm_in_the_thread(
+    service: Service,
+) -> None:
+    await prepared(service)
+    await slash(service, "/wave start 1.0")
+    asked = await slash(service, "/rollback 1.0 error rate up", user=DEVELOPER)
+    assert asked["response_type"] == "ephemeral"
+    assert asked["text"].startswith("Asked for a rollback of 1.0: the request is in the thread")
+    await service.delivery.deliver_due()
+    threaded = [p for p in service.slack.posts() if p.get("thread_ts")]
+    request = next(p for p in threaded if "asks to roll back *1.0*" in p["text"])
+    assert f"<@{DEVELOPER}>" in request["text"]
+    (confirm,) = request["blocks"][-1]["elements"]
+    assert confirm["action_id"] == "wave.rollback.confirm"
+    # The requester lacks `rollback`: they cannot confirm their own request.
+    own = await click(
+        service, "wave.rollback.confirm", json.loads(confirm["value"]), user=DEVELOPER, key="t1"
+    )
+    assert "you need the permission rollback" in own["text"]
+    done = await click(service, "wave.rollback.confirm", json.loads(confirm["value"]), key="t2")
+    assert done["text"].startswith("Rolled back 1.0")
+    await service.delivery.deliver_due()
+    threaded = [p for p in service.slack.posts() if p.get("thread_ts")]
+    assert any("rolled back *1.0*" in p["text"] for p in threaded)
+    assert len({p["thread_ts"] for p in threaded}) == 1  # one thread: the rollout's
+    with Session(service.runtime.engine) as session:
+        kinds = [e.action for e in session.exec(select(AuditEvent)).all() if e.outcome == "ok"]
+    assert "rollback.requested" in kinds
+    assert "rollback" in kinds
 
 
 async def test_rollback_request_and_confirm_buttons_over_http(service: Service) -> None:
@@ -237,8 +286,8 @@ async def test_status_resume_history_and_rollback_over_signed_http(service: Serv
     resumed = await slash(service, "/wave resume 1.0")
     assert resumed["text"].startswith("Resumed 1.0: wave 1 (staging) is observed for 3s")
     history = await slash(service, "/wave history 1.0")
-    assert "wave.pause — manual at wave 1 (staging) — why: smoke test" in history["text"]
-    assert "wave.resume" in history["text"]
+    assert "paused — manual at wave 1 (staging) — why: smoke test" in history["text"]
+    assert "<@U0RM1> resumed" in history["text"]
     asked = await slash(service, "/rollback 1.0 smoke test over")
     assert "Roll back *1.0*" in asked["text"]
     assert asked["blocks"][-1]["elements"][0]["action_id"] == "wave.rollback.confirm"
@@ -264,6 +313,6 @@ async def test_pause_and_resume_buttons_and_a_broken_button_value(service: Servi
     assert broken["text"] == "Usage: this button carries no readable value"
     history = await slash(service, "/wave history 1.0")
     assert (
-        "<@U0DEV1> wave.pause — manual at wave 1 (staging) — why: paused from the status"
+        "<@U0DEV1> paused — manual at wave 1 (staging) — why: paused from the status"
         in (history["text"])
     )

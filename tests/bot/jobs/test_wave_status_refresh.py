@@ -75,4 +75,4 @@ async def test_the_overview_names_how_many_it_leaves_out(
     lines = (await run(ctx, "/wave status")).text.splitlines()
     assert lines[0].startswith("7 active rollouts.")
     assert len(lines) == 1 + 4 + 1
-    assert lines[-1] == "… and 3 more."
+    assert lines[-1] == "… and 3 more: see the App Home or GET /api/v1/rollouts."

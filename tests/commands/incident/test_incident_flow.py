@@ -132,7 +132,7 @@ async def test_declare_makes_exactly_these_slack_calls(service: Service, clock: 
         f"incident.step.tick.{n}" for n in (1, 2, 3, 4)
     ]
     assert json.loads(buttons(guidance)[1]["value"]) == {"incident": 1, "step": 2}
-    assert paused["text"].startswith("Paused 1 running rollout(s): 2026.11.27-1.")
+    assert paused["text"].startswith("Paused 1 running rollout: 2026.11.27-1.")
     (offer,) = buttons(rollback)
     assert offer["action_id"] == "wave.rollback.request"
     assert json.loads(offer["value"])["release"] == "2026.11.27-1"
@@ -176,7 +176,8 @@ async def test_declare_with_no_words_opens_the_form(service: Service) -> None:
     view = json.loads(opened.args["view"]) if isinstance(opened.args["view"], str) else None
     view = view or opened.args["view"]
     assert view["callback_id"] == "incident.declare"
-    assert [b["block_id"] for b in view["blocks"]] == ["class", "severity", "summary", "release"]
+    # No rollout is active: there is no release to select, so no release field.
+    assert [b["block_id"] for b in view["blocks"]] == ["class", "severity", "summary"]
     assert incidents(service) == []
 
 
@@ -435,7 +436,7 @@ async def test_list_shows_the_open_incidents(service: Service, clock: FakeClock)
     await command(service, "declare auth-policy-failure tokens leaked in logs", user=COMMANDER)
     clock.advance(minutes=5)
     reply = await command(service, "")
-    assert reply["text"].startswith("1 open incident(s):")
+    assert reply["text"].startswith("1 open incident:")
     assert "#1 sev1 auth-policy-failure (declared) — tokens leaked in logs" in reply["text"]
     assert "declared 5m ago" in reply["text"]
 
@@ -496,3 +497,45 @@ async def test_refused_lifecycle_changes_are_audited_and_change_nothing(service:
     reply = await command(service, "mitigated", user=COMMANDER)
     reply = await command(service, "mitigated", user=COMMANDER)
     assert reply["text"] == "Conflict: incident #1 is mitigated already"
+
+
+async def test_resolve_after_60_paused_rollouts_fits_and_resume_all_resumes_them(
+    service: Service, clock: FakeClock
+) -> None:
+    with Session(service.runtime.engine, expire_on_commit=False) as session:
+        ids = [running_rollout(session, f"2026.11.27-{n}", at=clock()).id for n in range(60)]
+    reply = await command(service, f"declare migration-regression {SUMMARY}", user=DEVELOPER)
+    assert reply["text"].startswith("Declared incident #1 (sev2 migration-regression)")
+    assert all(rollout_state(service, i).state == RolloutState.paused for i in ids if i)
+    await command(service, "resolve fixed the migration", user=COMMANDER, channel="C0INC0001")
+    await service.delivery.deliver_due()
+    summary = posts_to(service, "C0INC0001")[-1]
+    # Within Slack's 50 blocks: Resume all, 20 per-rollout buttons and "and 40 more".
+    assert len(summary["blocks"]) <= 50
+    assert len(summary["text"]) <= 4000
+    found = buttons(summary)
+    assert found[0]["text"]["text"] == "Resume all 60"
+    assert len(found) == 1 + 20
+    assert "… and 40 more paused" in json.dumps(summary["blocks"], ensure_ascii=False)
+    refused = block_action(
+        found[0]["action_id"],
+        found[0]["value"],
+        user_id=DEVELOPER,
+        channel_id="C0INC0001",
+        response_url=service.slack.response_url("all-refused"),
+    )
+    await service.post_signed(interaction_body(refused))
+    no = await fake(service).reply(1, key="all-refused")
+    assert "you need the permission wave.resume" in no["text"]
+    assert all(rollout_state(service, i).state == RolloutState.paused for i in ids if i)
+    press = block_action(
+        found[0]["action_id"],
+        found[0]["value"],
+        user_id=MANAGER,
+        channel_id="C0INC0001",
+        response_url=service.slack.response_url("all"),
+    )
+    await service.post_signed(interaction_body(press))
+    done = await fake(service).reply(1, key="all")
+    assert done["text"] == "Resumed 60 rollouts paused by incident #1."
+    assert all(rollout_state(service, i).state == RolloutState.running for i in ids if i)

@@ -232,7 +232,7 @@ async def test_unbalanced_quotes_get_a_usage_line(ctx: Context) -> None:
     reply = await run(ctx, '/ready fail concurrency "p95 hit 4s')
     assert reply.error
     assert reply.text == (
-        "Usage: could not read the arguments: No closing quotation\nUsage: `/ready help`"
+        "Not understood: could not read the arguments: No closing quotation\nUsage: `/ready help`"
     )
 
 

@@ -98,18 +98,21 @@ async def test_confirming_rolls_back_to_the_last_known_good(ctx: Context) -> Non
         )[-1]
     )
     history = (await run(ctx, "/wave history 1.0")).text
-    assert "rollback.requested" in history
-    assert "rollback — target 0.9 — why: error rate doubled" in history
+    assert "asked for a rollback" in history
+    assert "rolled back — target 0.9 — why: error rate doubled" in history
 
 
 async def test_with_no_known_good_release_the_message_says_so(ctx: Context) -> None:
     actuator = local_actuator(ctx)
     await start(ctx, "1.0")
     reply = await run(ctx, "/rollback broken")
-    assert "there is *no last known-good release* to return to (target null)" in reply.text
+    assert (
+        "with *no last known-good release to return to* (the deploy system removes it)"
+        in reply.text
+    )
     done = await confirm(ctx, confirm_button(reply)["value"], user=MANAGER)
     assert (
-        done.text == "Rolled back 1.0 with no last known-good release (target null). Reason: broken"
+        done.text == "Rolled back 1.0 with no last known-good release to return to. Reason: broken"
     )
     assert actuator.sent[-1].target is None
 
@@ -129,10 +132,16 @@ async def test_only_someone_with_the_permission_can_confirm(ctx: Context) -> Non
 async def test_rollback_request_needs_the_permission_too(ctx: Context) -> None:
     await start(ctx, "1.0")
     reply = await run(ctx, "/rollback broken", user=DEVELOPER)
-    assert reply.error
-    assert "you need the permission rollback (held by: release-managers, incident-commanders)" in (
-        reply.text
-    )
+    # Without `rollback` the typed rollback is a request in the thread (two people), not a
+    # rollback; without `rollback.request` either it is refused.
+    assert not reply.error
+    assert "Asked for a rollback of 1.0" in reply.text
+    assert rollout(ctx, "1.0").state == "running"
+    permissions = {**ctx.policy.permissions, "rollback.request": ["release-managers"]}
+    ctx.policy = ctx.policy.model_copy(update={"permissions": permissions})
+    refused = await run(ctx, "/rollback broken", user=DEVELOPER)
+    assert refused.error
+    assert "you need the permission rollback.request (held by: release-managers)" in (refused.text)
 
 
 async def test_the_rollback_request_button_answers_with_the_same_confirm_step(

@@ -75,7 +75,8 @@ async def test_start_posts_the_status_message_and_a_thread_event(ctx: Context) -
     (status,) = status_posts(ctx.session, current.id)
     assert status.channel == "C0ROLLOUTS"
     assert "wave 1 (staging) of 6" in status.text
-    assert "wave.promote" in (status.blocks or "")
+    assert "wave.promote" not in (status.blocks or "")  # the window has not passed
+    assert "wave.pause" in (status.blocks or "")
     (event,) = thread_posts(ctx.session, current.id)
     assert "started *1.0*" in event
     (sent,) = actuator.sent
@@ -400,13 +401,14 @@ async def test_history_is_the_whole_trail(ctx: Context, clock: FakeClock) -> Non
     await run(ctx, "/wave pause checking dashboards")
     reply = await run(ctx, "/wave history")
     lines = reply.text.splitlines()
-    assert lines[0] == "History of 1.0 (paused):"
-    assert any("ready.new" in line for line in lines)
-    assert any("wave.start" in line and "plan default" in line for line in lines)
+    assert lines[0] == "History of 1.0 (paused), newest first: page 1 of 1 (10 events)."
+    assert any("registered the release" in line for line in lines)
+    assert any("started the rollout" in line and "plan default" in line for line in lines)
     assert any(
-        "<@U0DEV1> wave.promote (refused)" in line and "wave.promote" in line for line in lines
+        "<@U0DEV1> promoted (was refused)" in line and "wave.promote" in line for line in lines
     )
-    assert lines[-1].endswith("wave.pause — manual at wave 1 (staging) — why: checking dashboards")
+    # Newest first: the pause is the first event.
+    assert lines[1].endswith("paused — manual at wave 1 (staging) — why: checking dashboards")
 
 
 async def test_help_lists_every_wave_command(ctx: Context) -> None:
@@ -417,7 +419,7 @@ async def test_help_lists_every_wave_command(ctx: Context) -> None:
         "/wave promote [RELEASE] [--force REASON]",
         "/wave pause [RELEASE] REASON",
         "/wave resume [RELEASE]",
-        "/wave history [RELEASE]",
+        "/wave history [RELEASE] [PAGE]",
     ]:
         assert usage in reply.text
 

@@ -138,6 +138,9 @@ async def test_a_stale_promote_button_says_where_the_rollout_is_and_does_nothing
     version = rollout(ctx, "1.0").version
     stale = await press(request, ctx, "wave.promote", json.dumps({"release": "1.0", "wave": 1}))
     assert stale.error
-    assert stale.text == "Conflict: 1.0 is already at wave 3 (pro) (running); nothing changed"
+    assert stale.text == (
+        "Conflict: 1.0 is already at wave 3 (pro) (running); nothing changed. The status "
+        "message now shows where it is and what can be done."
+    )
     current = rollout(ctx, "1.0")
     assert (current.wave_index, current.version) == (2, version)
