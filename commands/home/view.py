@@ -23,7 +23,7 @@ from commands.core import Block as BlockDict
 from commands.home.content import HomeContent, RolloutEntry
 from commands.incident import views as incident_views
 from commands.ready.family import ICONS
-from commands.text import mention, span
+from commands.text import escape, mention, span
 from commands.wave import views
 
 # Slack's limits for a Home tab view and for a section's text.
@@ -119,7 +119,8 @@ def _waiting(home: HomeView, content: HomeContent) -> None:
     for entry in promotable[:WAITING_SHOWN]:
         view = entry.view
         text = (
-            f"*{view.release.version}*: {views.wave_label(view.waves, view.rollout.wave_index)} "
+            f"*{escape(view.release.version)}*: "
+            f"{views.wave_label(view.waves, view.rollout.wave_index)} "
             "passed its window with a successful verdict — promote it when ready."
         )
         home.section(text, accessory=views.promote_button(view))
@@ -127,9 +128,10 @@ def _waiting(home: HomeView, content: HomeContent) -> None:
     waiting += len(promotable)
     for ask in content.rollbacks[:WAITING_SHOWN]:
         text = (
-            f"{mention(ask.asked.actor)} asked to roll back *{ask.version}* "
+            # The release name and the reason are what people typed.
+            f"{mention(ask.asked.actor)} asked to roll back *{escape(ask.version)}* "
             f"{span(content.now - ask.asked.at)} ago: "
-            f"{ask.asked.reason or ''}"
+            f"{escape(ask.asked.reason or '')}"
         )
         home.blocks += views.confirm_rollback_blocks(text, ask.version, ask.asked.reason or "")
         home.lines += [text, "    [Confirm rollback]"]
