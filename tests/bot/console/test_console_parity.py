@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 
 from sqlalchemy.engine import Engine
@@ -91,11 +92,15 @@ def test_output_while_not_at_the_prompt_is_plain() -> None:
 
 
 def test_make_console_passes_its_arguments_through() -> None:
+    # Run as a make of its own: under `make test` a nested make would also print
+    # "make[1]: Leaving directory …" after the command.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
     done = subprocess.run(
-        ["make", "-n", "console", "ARGS=--speed 12000 --user U0ME"],
+        ["make", "--no-print-directory", "-n", "console", "ARGS=--speed 12000 --user U0ME"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     assert done.stdout.splitlines()[-1].endswith("wavegate console --speed 12000 --user U0ME")
