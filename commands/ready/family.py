@@ -32,8 +32,9 @@ from commands.ready.checklist import (
     record_result,
     register_release,
 )
+from commands.ready.thread import pointer
 from commands.ready.verification import verify_and_record
-from commands.text import ago, escape, mention, unwrap_link
+from commands.text import ago, escape, mention, plural, unwrap_link
 from storage.models import CheckStatus, Release
 from storage.releases import get_release, newest_unfinished_release
 
@@ -83,11 +84,12 @@ async def new_release(inv: Invocation) -> Reply:
         raise inv.usage_error("give exactly one release version")
     require(inv.ctx.policy, "ready.new", inv.request, subject=f"release:{inv.words[0][:100]}")
     release = register_release(inv.words[0], inv.ctx, actor=inv.actor)
-    count = len(inv.ctx.policy.checklist)
-    return Reply(
-        f"Registered release candidate {release.version}; its checklist has {count} items. "
+    count = plural(len(inv.ctx.policy.checklist), "item")
+    text = (
+        f"Registered release candidate {release.version}; its checklist has {count}. "
         f"See it with `/ready {release.version}`."
     )
+    return Reply(" ".join(filter(None, [text, pointer(inv.ctx, release)])))
 
 
 # Acknowledged first: an item verified by metrics is read from its sources, which may take a
@@ -147,10 +149,11 @@ def _after_change(release: Release, item_id: str, state: str, ctx: Context) -> R
     checklist = evaluate(release, ctx)
     done = len(checklist.items) - len(checklist.missing)
     summary = (
-        f"{item_id} {state} for {release.version}. {done} of {len(checklist.items)} items done"
+        f"{item_id} {state} for {release.version}. "
+        f"{done} of {plural(len(checklist.items), 'item')} done"
     )
     summary += "; the checklist is complete." if checklist.complete else "."
-    return Reply(summary)
+    return Reply(" ".join(filter(None, [summary, pointer(ctx, release)])))
 
 
 # ---------------------------------------------------------------- views

@@ -7,7 +7,8 @@ from datetime import timedelta
 from sqlmodel import select
 
 from commands.core import Context
-from commands.ready.checklist import evaluate, expiring_items, record_ci_result
+from commands.ready.checklist import evaluate, record_ci_result
+from commands.ready.expiry import expiring_items
 from storage.audit import events_for
 from storage.models import AuditEvent, CheckStatus, OutboxPost, Release, ReleaseState
 from storage.releases import get_release
