@@ -51,12 +51,12 @@ def _names(ids: tuple[str, ...]) -> str:
 
 
 def summary_text(version: str, progress: Progress) -> str:
-    """`📋 Readiness of 1.0: 12 of 30 items done. Failed: … Waiting on: …`"""
-    head = f"📋 Readiness of *{escape(version)}*: "
+    """`📝 Readiness of 1.0: 12 of 30 items done. Failed: … Waiting on: …`"""
+    head = f"📝 Readiness of *{escape(version)}*: "
     if progress.total == 0:
         return head + "the policy defines no checklist items."
     if progress.complete:
-        return head + f"all {plural(progress.total, 'item')} done — ready to roll out."
+        return head + f"every item done ({plural(progress.total, 'item')}) — ready to roll out."
     parts = [head + f"{progress.done} of {plural(progress.total, 'item')} done."]
     if progress.failed:
         parts.append(f"Failed: {_names(progress.failed)}.")

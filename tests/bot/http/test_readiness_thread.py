@@ -105,7 +105,7 @@ async def test_a_30_item_release_is_one_message_and_its_thread(any_service: Serv
     top, replies = rollouts_posts(slack)
     assert len(top) == 1, [p["text"] for p in top]
     parent = slack.accepted()[0]
-    assert parent.args["text"].startswith("📋 Readiness of *1.0*: 0 of 30 items done.")
+    assert parent.args["text"].startswith("📝 Readiness of *1.0*: 0 of 30 items done.")
     thread_ts = {p["thread_ts"] for p in replies}
     assert len(thread_ts) == 1
     # registered + 27 checks + 1 from CI + fail + check again + waive
@@ -117,7 +117,8 @@ async def test_a_30_item_release_is_one_message_and_its_thread(any_service: Serv
     assert updates, "the summary is updated in place"
     assert {u.args["ts"] for u in updates} == thread_ts
     assert (
-        updates[-1].args["text"] == "📋 Readiness of *1.0*: all 30 items done — ready to roll out."
+        updates[-1].args["text"]
+        == "📝 Readiness of *1.0*: every item done (30 items) — ready to roll out."
     )
     during = [u.args["text"] for u in updates if "Failed: item-29" in u.args["text"]]
     assert during
@@ -143,7 +144,7 @@ async def test_before_the_message_is_posted_the_reply_names_the_thread(
     top, replies = rollouts_posts(any_service.slack)
     assert len(top) == 1
     assert top[0]["text"].startswith(
-        "📋 Readiness of *2.0*: 0 of 30 items done. Waiting on: item-01"
+        "📝 Readiness of *2.0*: 0 of 30 items done. Waiting on: item-01"
     )
     assert [p["text"] for p in replies] == [
         f"<@{MANAGER}> registered release candidate *2.0* (30 items)."

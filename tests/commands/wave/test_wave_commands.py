@@ -374,7 +374,7 @@ async def test_status_shows_each_metric_with_value_condition_and_trend(ctx: Cont
     )
     line = next(t for t in reply.text.splitlines() if "completion_success_rate" in t)
     assert "(success >= 0.97)" in line
-    assert "6/3 samples" in line
+    assert "6 samples (3 needed)" in line
     assert any(ch in line for ch in "▁▂▃▄▅▆▇█")
     assert "dry run (shown, not counted)" in reply.text
     assert reply.blocks
