@@ -10,7 +10,7 @@ from enum import StrEnum
 from commands.core import Conflict, Context, GateClosed, NotFound, UsageError
 from commands.policy import ChecklistItem, Verify
 from commands.ready.thread import Progress, post_event
-from commands.text import escape, plural
+from commands.text import escape, plural, said
 from storage.audit import Outcome, record_event
 from storage.checks import latest_results, record_check
 from storage.followups import gating_followups
@@ -283,7 +283,7 @@ def record_result(
     action = ACTION_OF[status]
     if release.state in FINISHED:
         raise Conflict(
-            f"release {release.version} is {release.state}; its checklist is closed",
+            f"release {release.version} is {said(release.state)}; its checklist is closed",
             action=action,
             subject=subject,
         )
@@ -361,7 +361,8 @@ def record_ci_result(
                 f"{item.id} has no check {check!r}; checks: {', '.join(item.verify.checks)}"
             )
     elif check:
-        raise UsageError(f"{item.id} is verified by {item.verify.by}, not by CI checks")
+        by = "a person" if item.verify.by == "person" else "metrics"
+        raise UsageError(f"{item.id} is verified by {by}, not by CI checks")
     elif item.verify.by == "person" and item.verify.evidence == "required" and not evidence:
         raise UsageError(f"{item.id} needs evidence")
     return record_result(

@@ -34,7 +34,7 @@ from commands.ready.checklist import (
 )
 from commands.ready.thread import pointer
 from commands.ready.verification import verify_and_record
-from commands.text import ago, escape, mention, plural, unwrap_link
+from commands.text import ago, escape, mention, plural, said, unwrap_link
 from storage.models import CheckStatus, Release
 from storage.releases import get_release, newest_unfinished_release
 
@@ -47,6 +47,8 @@ ICONS = {
     ItemState.expired: "⌛",
     ItemState.pending: "⏳",
 }
+
+VERIFIED_BY = {"person": "a person", "ci": "CI", "metric": "metrics"}
 
 
 def pick_release(inv: Invocation) -> tuple[Release, list[str]]:
@@ -126,7 +128,7 @@ async def fail_item(inv: Invocation) -> Reply:
 
 @family.command("waive", "/ready waive [RELEASE] ITEM REASON")
 async def waive_item(inv: Invocation) -> Reply:
-    """Waive a checklist item with a reason; needs the permission ready.waive (an approver)."""
+    """Waive a checklist item with a reason; release managers may (the policy says who)."""
     return _record_with_reason(inv, CheckStatus.waived)
 
 
@@ -168,7 +170,7 @@ def _line(status: ItemStatus, ctx: Context) -> str:
             facts[0] += f" by {mention(status.actor)}"
     if status.item.owner:
         facts.append(f"owner {mention(status.item.owner)}")
-    facts.append(f"verified by {status.item.verify.by}")
+    facts.append(f"verified by {VERIFIED_BY[status.item.verify.by]}")
     if status.evidence:
         facts.append(f"evidence: {escape(status.evidence)}")
     if status.reason:
@@ -185,7 +187,8 @@ def render_checklist(checklist: Checklist, ctx: Context) -> Reply:
     release = checklist.release
     done = len(checklist.items) - len(checklist.missing)
     headline = (
-        f"Readiness of {release.version} ({release.state}): {done} of {len(checklist.items)} done"
+        f"Readiness of {release.version} ({said(release.state)}): "
+        f"{done} of {len(checklist.items)} done"
     )
     headline += " — ready to roll out." if checklist.complete else "."
     lines = [_line(status, ctx) for status in checklist.items]
