@@ -90,6 +90,12 @@ async def test_every_reply_and_post_of_the_readiness_flow_is_plain(
 
     posts = ctx.session.exec(select(OutboxPost).order_by(col(OutboxPost.id))).all()
     assert len(posts) > 5
+    # Registration, checks, CI results and the expiry reminder: replies in the one thread.
+    assert {(p.message_key, p.thread_key) for p in posts} == {
+        ("readiness:1", None),
+        (None, "readiness:1"),
+    }
+    assert any(p.text.startswith("⌛") and p.thread_key for p in posts)
     texts = [r.text for r in replies] + [p.text for p in posts]
     shown = [t for r in replies for t in block_texts(r.blocks or [])]
     assert any(t.startswith("Readiness of 1.0 (rolled back)") for t in shown)
