@@ -167,3 +167,23 @@ async def test_the_api_refuses_every_command_word_as_a_release(any_service: Serv
         assert session.exec(select(OutboxPost)).all() == []
         assert [e.action for e in session.exec(select(AuditEvent))] == []
     assert any_service.slack.accepted() == []
+
+
+async def test_a_burst_between_deliveries_costs_one_message_not_one_per_event(
+    any_service: Service,
+) -> None:
+    slack = any_service.slack
+    status, _ = await api(any_service, "/api/v1/releases", {"version": "3.0"})
+    assert status == 201
+    await any_service.delivery.deliver_due()
+    for n in range(1, 11):
+        response = await any_service.command("/ready", f"fail 3.0 item-{n:02d} flaky", user=MANAGER)
+        assert response.status == 200
+    await any_service.delivery.deliver_due()
+    top, replies = rollouts_posts(slack)
+    assert len(top) == 1
+    assert len(replies) == 11
+    # Ten summaries queued while nothing was sent went out as one update, with the last content.
+    (update,) = slack.accepted("chat.update")
+    assert update.args["text"].startswith("📝 Readiness of *3.0*: 0 of 30 items done. Failed: ")
+    assert "item-08 and 2 more." in update.args["text"]
