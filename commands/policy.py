@@ -54,6 +54,9 @@ class Channels(Strict):
     rollouts: str | None = None
     incidents: str | None = None
     incident_prefix: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,20}$")] = "inc"
+    # The workspace's address (https://acme.slack.com): replies link to a message's thread
+    # in the form Slack's permalinks take. None: the reply names the thread in words.
+    workspace_url: Annotated[str, Field(pattern=r"^https://[^\s/]+/?$")] | None = None
 
 
 class Verify(Strict):

@@ -97,6 +97,11 @@ def parse_channel(word: str) -> str | None:
     return _parse(word, _CHANNEL, _CHANNEL_ID)
 
 
+def said(state: object) -> str:
+    """A stored state in words: `rolled_back` → `rolled back`, `rolling_out` → `rolling out`."""
+    return str(state).replace("_", " ")
+
+
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 open incident`, `2 open incidents` (`many` for irregular words)."""
     if count == 1:

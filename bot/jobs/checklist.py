@@ -9,7 +9,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.jobs.job import Job, every
 from bot.runtime import Runtime
-from commands.ready.checklist import expiring_items
+from commands.ready.expiry import expiring_items
 from commands.ready.verification import (
     metric_items,
     record_verification,

@@ -86,8 +86,10 @@ def classify(metric: Metric, reading: Reading, *, path: str = "") -> Poll:
         return Poll(Phase(reading.outcome), value, reading.detail, volume=reading.volume)
     if value is None or math.isnan(value):
         phase = Phase(metric.on_empty)
-        what = "no data" if value is None else "NaN"
-        return Poll(phase, None, _join(f"{what} (on_empty: {metric.on_empty})", reading.detail))
+        what = "no samples in the window" if value is None else "no number (NaN)"
+        counted = {"inconclusive": "undecided", "failed": "a failure", "successful": "a pass"}
+        text = f"{what}, counted as {counted[metric.on_empty]}"
+        return Poll(phase, None, _join(text, reading.detail))
     failure = metric.failure is not None and metric.failure.holds(value)
     budget_broken = metric.budget is not None and not metric.budget.holds(value)
     if failure or budget_broken:

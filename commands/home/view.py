@@ -23,7 +23,7 @@ from commands.core import Block as BlockDict
 from commands.home.content import HomeContent, RolloutEntry
 from commands.incident import views as incident_views
 from commands.ready.family import ICONS
-from commands.text import escape, mention, span
+from commands.text import escape, mention, said, span
 from commands.wave import views
 
 # Slack's limits for a Home tab view and for a section's text.
@@ -188,7 +188,7 @@ def _checklist(home: HomeView, content: HomeContent) -> None:
     release = checklist.release
     done = len(checklist.items) - len(checklist.missing)
     home.header(f"Checklist of {release.version}"[:150])
-    lines = [f"{done} of {len(checklist.items)} done ({release.state})."]
+    lines = [f"{done} of {len(checklist.items)} done ({said(release.state)})."]
     for status in checklist.items[:CHECKLIST_SHOWN]:
         owner = f" · owner {mention(status.item.owner)}" if status.item.owner else ""
         lines.append(f"{ICONS[status.state]} *{status.item.id}* — {status.state.value}{owner}")

@@ -13,7 +13,7 @@ from commands.core import Context
 from commands.incident import rules
 from commands.incident.declare import declare_incident
 from commands.incident.parse import DeclareArgs, parse_severity
-from commands.text import escape
+from commands.text import escape, plural
 from storage.incidents import incident_for_alert_group
 from storage.models import Incident, IncidentStatus
 
@@ -160,7 +160,7 @@ def alert_text(group: AlertGroup) -> str:
     """The group as it is now: what fires, what resolved and when, where each alert comes from."""
     lines = []
     if group.firing:
-        lines.append(f"{len(group.firing)} alert(s) firing: {_names(group.firing)}")
+        lines.append(f"{plural(len(group.firing), 'alert')} firing: {_names(group.firing)}")
     resolved = [a for a in group.known if a.status == "resolved"]
     if resolved:
         ends = sorted({a.ends_at for a in resolved if a.ends_at})

@@ -15,7 +15,7 @@ from commands.incident.parse import (
     take_incident_ref,
     unknown_class,
 )
-from commands.text import mention, parse_mention
+from commands.text import mention, parse_mention, plural
 from storage.incident_loop import FollowUpState
 from storage.incidents import open_incidents
 from storage.models import Incident
@@ -132,7 +132,10 @@ async def resolve(inv: Invocation) -> Reply:
     paused = await lifecycle.resolve(inv.ctx, incident, summary, request=inv.request)
     text = f"Incident #{incident.id} is resolved. {views.durations(incident)}."
     if paused:
-        text += f" It paused {len(paused)} rollout(s): the summary in its channel can resume them."
+        text += (
+            f" It paused {plural(len(paused), 'rollout')}: the summary in its channel can "
+            "resume them."
+        )
     return Reply(text)
 
 
@@ -197,7 +200,7 @@ async def list_followups(inv: Invocation) -> Reply:
     if not found:
         return Reply("No follow-up is open.")
     now = inv.ctx.now()
-    lines = [f"{len(found)} open follow-up(s):"]
+    lines = [f"{plural(len(found), 'open follow-up')}:"]
     for item, incident in found:
         flag = "🔴 " if followups.overdue(item, now) else ""
         lines.append(

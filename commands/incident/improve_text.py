@@ -13,7 +13,7 @@ from commands.incident.improve import p90 as _p90
 from commands.incident.parse import previous_month
 from commands.incident.review import time_to_mitigate, time_to_resolve
 from commands.incident.views import channel_link
-from commands.text import span
+from commands.text import plural, said, span
 from storage.audit import Outcome, event_exists, record_event
 
 POSTED = "posted"
@@ -42,7 +42,7 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def render_full_review(review: FullReview, ctx: Context) -> Reply:
     lines = [
-        f"Incident review {review.month}: {review.total} incident(s) "
+        f"Incident review {review.month}: {plural(review.total, 'incident')} "
         f"({review.previous_month}: {review.previous_total})"
     ]
     if review.classes:
@@ -81,12 +81,13 @@ def render_full_review(review: FullReview, ctx: Context) -> Reply:
     causes = ", ".join(f"{cause} {count}" for cause, count in review.pauses_by_cause.items())
     lines.append(f"Rollouts paused or rolled back, by cause: {causes or 'none'}")
     lines.append(
-        f"Release quality and cost ({len(review.releases)} release(s) registered): version · state "
+        f"Release quality and cost ({plural(len(review.releases), 'release')} registered): "
+        "version · state "
         "· completion success · time to deployable · fix loops · cost per generation"
     )
     for r in review.releases:
         lines.append(
-            f"• {r.version} · {r.state} · {_number(r.completion_success)} · "
+            f"• {r.version} · {said(r.state)} · {_number(r.completion_success)} · "
             f"{_d(r.time_to_deployable)} · {r.fix_loops} · {_number(r.cost_per_generation, 4)}"
         )
     now = ctx.now()

@@ -11,7 +11,7 @@ from commands.announce import announce
 from commands.core import Context
 from commands.incident.chat import chat_of
 from commands.incident.rules import class_of, version_of
-from commands.text import span
+from commands.text import said, span
 from storage.audit import Outcome, event_exists, record_event
 from storage.followups import followups_of
 from storage.incident_loop import FollowUp, FollowUpState, IncidentClosure
@@ -108,7 +108,7 @@ def build_postmortem(ctx: Context, incident: Incident) -> str:
     versions = {r.id: version_of(ctx, r) for r in paused if r.id is not None}
     versions.update({r.id: rel.version for r, rel in rolled if r.id is not None})
     out += ["", "## Rollouts paused or rolled back", ""]
-    out += [f"- Paused: {versions[r.id]} (now {r.state})" for r in paused if r.id is not None]
+    out += [f"- Paused: {versions[r.id]} (now {said(r.state)})" for r in paused if r.id is not None]
     out += [f"- Rolled back: {rel.version} at {when(r.finished_at)}" for r, rel in rolled]
     if not versions:
         out.append("- None.")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from commands.core import Context, Reply
 from commands.incident.views import channel_link
-from commands.text import span
+from commands.text import plural, span
 from storage.incidents import declared_between
 from storage.models import Incident
 
@@ -101,7 +101,7 @@ def _duration(value: timedelta | None) -> str:
 def render_review(review: Review) -> Reply:
     if not review.classes:
         return Reply(f"Incident review {review.month}: no incidents were declared. 🎉")
-    lines = [f"Incident review {review.month}: {review.total} incident(s)"]
+    lines = [f"Incident review {review.month}: {plural(review.total, 'incident')}"]
     lines.append("class · count · median time to mitigate · median time to resolve · incidents")
     for rank, figures in enumerate(review.classes, start=1):
         links = " ".join(

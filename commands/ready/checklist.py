@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
-from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed, NotFound, UsageError
 from commands.policy import ChecklistItem, Verify
-from commands.text import ago, escape
-from storage.audit import Outcome, event_exists, record_event
+from commands.ready.thread import Progress, post_event
+from commands.text import escape, plural, said
+from storage.audit import Outcome, record_event
 from storage.checks import latest_results, record_check
 from storage.followups import gating_followups
 from storage.models import CheckResult, CheckStatus, Release, ReleaseState
-from storage.releases import (
-    DuplicateRelease,
-    create_release,
-    get_release,
-    unfinished_releases,
-)
+from storage.releases import DuplicateRelease, create_release, get_release
 
 # Command words (every family's subcommands, and help) cannot name a release:
 # tests/commands/ready checks this covers commands/router.py's families.
@@ -97,6 +92,24 @@ class Checklist:
     @property
     def missing(self) -> list[ItemStatus]:
         return [status for status in self.items if not status.state.done]
+
+    @property
+    def progress(self) -> Progress:
+        def named(state: ItemState) -> tuple[str, ...]:
+            return tuple(s.item.id for s in self.items if s.state == state)
+
+        return Progress(
+            total=len(self.items),
+            done=len(self.items) - len(self.missing),
+            failed=named(ItemState.failed),
+            expired=named(ItemState.expired),
+            pending=named(ItemState.pending),
+        )
+
+
+def announce_event(release: Release, text: str, ctx: Context) -> None:
+    """A readiness event, as a reply in the release's thread; its summary message follows."""
+    post_event(ctx, release, text, evaluate(release, ctx).progress)
 
 
 def _from_result(item: ChecklistItem, result: CheckResult, now: datetime) -> ItemStatus:
@@ -229,7 +242,10 @@ def register_release(version: str, ctx: Context, *, actor: str) -> Release:
         at=ctx.now(),
         session=ctx.session,
     )
-    announce(ctx, f"{_who(actor)} registered release candidate *{version}*.")
+    count = plural(len(ctx.policy.checklist), "item")
+    announce_event(
+        release, f"{who(actor)} registered release candidate *{version}* ({count}).", ctx
+    )
     return release
 
 
@@ -267,7 +283,7 @@ def record_result(
     action = ACTION_OF[status]
     if release.state in FINISHED:
         raise Conflict(
-            f"release {release.version} is {release.state}; its checklist is closed",
+            f"release {release.version} is {said(release.state)}; its checklist is closed",
             action=action,
             subject=subject,
         )
@@ -294,13 +310,13 @@ def record_result(
         session=ctx.session,
     )
     icon = {"passed": "✅", "failed": "❌", "waived": "⚪"}[status]
-    line = f"{icon} {_who(actor)} marked *{what}* {status} for {release.version}"
+    line = f"{icon} {who(actor)} marked *{what}* {status} for {release.version}"
     # A bare URL is linked by Slack as it stands; a label around it would be the sender's.
     if reason:
         line += f": {escape(reason)}"
     elif evidence:
         line += f" (evidence: {escape(evidence)})"
-    announce(ctx, line)
+    announce_event(release, line, ctx)
     return result
 
 
@@ -318,7 +334,7 @@ def check_by_person(item: ChecklistItem, *, evidence: str | None, subject: str) 
         raise UsageError(f"{item.id} needs evidence: add a link to the proof after the item")
 
 
-def _who(actor: str) -> str:
+def who(actor: str) -> str:
     return f"<@{actor}>" if actor[:1] in {"U", "W"} else escape(actor)
 
 
@@ -345,51 +361,10 @@ def record_ci_result(
                 f"{item.id} has no check {check!r}; checks: {', '.join(item.verify.checks)}"
             )
     elif check:
-        raise UsageError(f"{item.id} is verified by {item.verify.by}, not by CI checks")
+        by = "a person" if item.verify.by == "person" else "metrics"
+        raise UsageError(f"{item.id} is verified by {by}, not by CI checks")
     elif item.verify.by == "person" and item.verify.evidence == "required" and not evidence:
         raise UsageError(f"{item.id} needs evidence")
     return record_result(
         release, item, status, ctx, actor=actor, check=check or "", evidence=evidence
     )
-
-
-def expiring_items(ctx: Context, *, within: timedelta) -> list[tuple[Release, ItemStatus]]:
-    """Items of open releases whose pass expires within `within` (or has expired), announced
-    once per recorded result, so the job can run any number of times."""
-    now = ctx.now()
-    found: list[tuple[Release, ItemStatus]] = []
-    for release in unfinished_releases(session=ctx.session):
-        for status in evaluate(release, ctx).items:
-            max_age = status.item.max_age
-            if max_age is None or status.at is None:
-                continue
-            if status.state not in (ItemState.passed, ItemState.waived, ItemState.expired):
-                continue
-            expires = status.at + max_age
-            if expires > now + within:
-                continue
-            subject = f"release:{release.version}"
-            detail = f"{status.item.id}@{status.at.isoformat()}"
-            if event_exists(
-                action="ready.remind", subject=subject, detail=detail, session=ctx.session
-            ):
-                continue
-            record_event(
-                actor="wavegate",
-                action="ready.remind",
-                subject=subject,
-                outcome=Outcome.ok,
-                detail=detail,
-                at=now,
-                session=ctx.session,
-            )
-            owner = f" {_who(status.item.owner)}" if status.item.owner else ""
-            verb = "expired" if expires <= now else "expires"
-            announce(
-                ctx,
-                f"⌛{owner} *{status.item.id}* of {release.version} {verb} {ago(expires, now)}: "
-                f"{status.item.title}. Re-check it with `/ready check {release.version} "
-                f"{status.item.id} EVIDENCE`.",
-            )
-            found.append((release, status))
-    return found

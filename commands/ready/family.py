@@ -32,8 +32,9 @@ from commands.ready.checklist import (
     record_result,
     register_release,
 )
+from commands.ready.thread import pointer
 from commands.ready.verification import verify_and_record
-from commands.text import ago, escape, mention, unwrap_link
+from commands.text import ago, escape, mention, plural, said, unwrap_link
 from storage.models import CheckStatus, Release
 from storage.releases import get_release, newest_unfinished_release
 
@@ -46,6 +47,8 @@ ICONS = {
     ItemState.expired: "⌛",
     ItemState.pending: "⏳",
 }
+
+VERIFIED_BY = {"person": "a person", "ci": "CI", "metric": "metrics"}
 
 
 def pick_release(inv: Invocation) -> tuple[Release, list[str]]:
@@ -83,11 +86,12 @@ async def new_release(inv: Invocation) -> Reply:
         raise inv.usage_error("give exactly one release version")
     require(inv.ctx.policy, "ready.new", inv.request, subject=f"release:{inv.words[0][:100]}")
     release = register_release(inv.words[0], inv.ctx, actor=inv.actor)
-    count = len(inv.ctx.policy.checklist)
-    return Reply(
-        f"Registered release candidate {release.version}; its checklist has {count} items. "
+    count = plural(len(inv.ctx.policy.checklist), "item")
+    text = (
+        f"Registered release candidate {release.version}; its checklist has {count}. "
         f"See it with `/ready {release.version}`."
     )
+    return Reply(" ".join(filter(None, [text, pointer(inv.ctx, release)])))
 
 
 # Acknowledged first: an item verified by metrics is read from its sources, which may take a
@@ -124,7 +128,7 @@ async def fail_item(inv: Invocation) -> Reply:
 
 @family.command("waive", "/ready waive [RELEASE] ITEM REASON")
 async def waive_item(inv: Invocation) -> Reply:
-    """Waive a checklist item with a reason; needs the permission ready.waive (an approver)."""
+    """Waive a checklist item with a reason; release managers may (the policy says who)."""
     return _record_with_reason(inv, CheckStatus.waived)
 
 
@@ -147,10 +151,11 @@ def _after_change(release: Release, item_id: str, state: str, ctx: Context) -> R
     checklist = evaluate(release, ctx)
     done = len(checklist.items) - len(checklist.missing)
     summary = (
-        f"{item_id} {state} for {release.version}. {done} of {len(checklist.items)} items done"
+        f"{item_id} {state} for {release.version}. "
+        f"{done} of {plural(len(checklist.items), 'item')} done"
     )
     summary += "; the checklist is complete." if checklist.complete else "."
-    return Reply(summary)
+    return Reply(" ".join(filter(None, [summary, pointer(ctx, release)])))
 
 
 # ---------------------------------------------------------------- views
@@ -165,7 +170,7 @@ def _line(status: ItemStatus, ctx: Context) -> str:
             facts[0] += f" by {mention(status.actor)}"
     if status.item.owner:
         facts.append(f"owner {mention(status.item.owner)}")
-    facts.append(f"verified by {status.item.verify.by}")
+    facts.append(f"verified by {VERIFIED_BY[status.item.verify.by]}")
     if status.evidence:
         facts.append(f"evidence: {escape(status.evidence)}")
     if status.reason:
@@ -182,7 +187,8 @@ def render_checklist(checklist: Checklist, ctx: Context) -> Reply:
     release = checklist.release
     done = len(checklist.items) - len(checklist.missing)
     headline = (
-        f"Readiness of {release.version} ({release.state}): {done} of {len(checklist.items)} done"
+        f"Readiness of {release.version} ({said(release.state)}): "
+        f"{done} of {len(checklist.items)} done"
     )
     headline += " — ready to roll out." if checklist.complete else "."
     lines = [_line(status, ctx) for status in checklist.items]

@@ -12,6 +12,7 @@ from typing import Any
 from commands.access import require
 from commands.core import Context, NotFound, Reply, Request, UsageError
 from commands.rollback import confirm_rollback, rollback_confirmation
+from commands.text import said
 from commands.unit import perform
 from commands.wave import views
 from commands.wave.rules.actuation import AUDIT_ACTIONS
@@ -131,7 +132,7 @@ def _refresh_stale(
         text = f"{version} was already rolled back; nothing changed"
     else:
         where = views.wave_label(waves, rollout.wave_index)
-        text = f"{version} is already at {where} ({rollout.state}); nothing changed"
+        text = f"{version} is already at {where} ({said(rollout.state)}); nothing changed"
     publish_status(ctx, rollout, release)
     record_event(
         actor=request.user_id,

@@ -7,6 +7,7 @@ from typing import Any
 from commands.access import require
 from commands.core import Family, Invocation, NotFound, Reply
 from commands.limits import MESSAGE_BLOCKS, MESSAGE_TEXT, fit_blocks, fit_text, pack_sections
+from commands.text import said
 from commands.values import format_duration
 from commands.wave import listing, plan, views
 from commands.wave.parse import force_option, named_release, no_extra_words, pick_rollout
@@ -62,7 +63,7 @@ async def show_status(inv: Invocation) -> Reply:
         rollout = rollout_of(release, session=ctx.session)
         if rollout is None:
             return Reply(
-                f"{release.version} ({release.state}) has no rollout yet. Start it with "
+                f"{release.version} ({said(release.state)}) has no rollout yet. Start it with "
                 f"`/wave start {release.version}`."
             )
         pairs: list[tuple[Rollout, Release]] = [(rollout, release)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commands.core import Invocation, NotFound, UsageError, option_value
+from commands.text import said
 from storage.models import Release, Rollout
 from storage.releases import get_release
 from storage.rollouts import active_rollouts, list_rollouts, rollout_of
@@ -39,7 +40,7 @@ def pick_rollout(inv: Invocation, *, finished_ok: bool = False) -> Target:
         return Target(rollout, release, list(inv.words[1:]))
     active = active_rollouts(session=session)
     if len(active) > 1:
-        names = ", ".join(f"{rel.version} ({r.state})" for r, rel in active)
+        names = ", ".join(f"{rel.version} ({said(r.state)})" for r, rel in active)
         raise UsageError(
             f"several rollouts are active: {names}. Name the release.", usage=inv.sub.usage
         )

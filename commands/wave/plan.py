@@ -9,6 +9,7 @@ from datetime import timedelta
 from commands.core import Invocation, NotFound, Reply
 from commands.policy import EVERYONE, HttpJsonSource, Metric, Policy, PrometheusSource, Wave
 from commands.ready.checklist import evaluate
+from commands.text import said
 from commands.values import format_duration
 from commands.wave import views
 from storage.releases import get_release
@@ -171,7 +172,9 @@ def _release_note(inv: Invocation, version: str) -> str:
         )
     rollout = rollout_of(release, session=inv.ctx.session)
     if rollout is not None:
-        return f"{release.version} already has a rollout ({rollout.state}, plan {rollout.plan})."
+        return (
+            f"{release.version} already has a rollout ({said(rollout.state)}, plan {rollout.plan})."
+        )
     missing = evaluate(release, inv.ctx).missing
     if missing:
         names = ", ".join(status.item.id for status in missing)

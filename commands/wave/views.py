@@ -24,8 +24,9 @@ from commands.analysis.measure import warnings_in
 from commands.analysis.polls import cost_forecast, dry_run_line
 from commands.core import Block, Request
 from commands.policy import Metric, Policy, Wave
-from commands.text import escape, mention, span
+from commands.text import escape, mention, plural, span
 from commands.values import format_duration
+from commands.wave.latest import latest_text
 from storage.models import Release, Rollout, RolloutState
 
 # Action ids of the buttons (bot/wave_actions.py listens for them).
@@ -52,14 +53,14 @@ STATE_ICONS = {
 }
 PAUSE_WORDS = {
     "failed": "a metric failed",
-    "blind": "metrics unavailable (blind)",
+    "blind": "the metrics returned no data",
     "inconclusive": "metrics inconclusive: a person decides",
     "budget": "a budget drifted",
     "slo": "an SLO is burning",
     "incident": "an incident is open",
     "manual": "paused by hand",
     "actuator": "the deploy system failed",
-    "misconfigured": "a query of the policy is wrong (misconfigured)",
+    "misconfigured": "a query in the policy is wrong",
 }
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -119,27 +120,20 @@ def condition_text(metric: Metric) -> str:
     return ", ".join(parts)
 
 
-def value_text(value: float | None, metric: Metric) -> str:
-    if value is None:
-        return "no value yet"
-    unit = f" {metric.unit}" if metric.unit else ""
-    return f"{value:.4g}{unit}"
-
-
 def metric_line(mv: MetricVerdict, link: str | None = None) -> str:
     """One metric: verdict, value (with the source's warnings), condition, trend, samples, why;
     the metric's name links to its query in the source's UI where there is a `ui_url`."""
     metric = mv.metric
     trend = sparkline(mv.values)
     name = f"<{link}|{metric.id}>" if link else metric.id
-    line = f"{VERDICT_ICONS[mv.verdict]} {name} {value_text(mv.latest, metric)}"
+    line = f"{VERDICT_ICONS[mv.verdict]} {name} {latest_text(mv)}"
     if warnings := warnings_in(mv.last_detail):
         line += f" ⚠️ {escape(warnings)}"
     line += f" ({condition_text(metric)})"
     if trend:
         line += f" {trend}"
     if metric.compare is None:
-        line += f" · {mv.valid}/{metric.min_samples} samples"
+        line += f" · {plural(mv.valid, 'sample')} ({metric.min_samples} needed)"
     if mv.verdict != Verdict.successful and (mv.verdict != Verdict.running or _waiting(mv)):
         # The reason may quote a metric provider's message.
         line += f" · {escape(mv.reason)}"

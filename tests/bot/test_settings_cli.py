@@ -124,5 +124,8 @@ def test_db_upgrade_then_console_on_a_fresh_machine(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Registered release candidate 1.0.0" in result.stdout
     assert "Readiness of 1.0.0 (candidate): 0 of 6 done." in result.stdout
-    assert "[#rollouts] @U0CONSOLE registered release candidate 1.0.0." in result.stdout
+    assert (
+        "[#rollouts] (thread) @U0CONSOLE registered release candidate 1.0.0 (6 items)."
+        in result.stdout
+    )
     assert "migration-rollback — Migration and rollback procedures are tested" in result.stdout

@@ -16,7 +16,7 @@ from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context, GateClosed, Request
 from commands.policy import Wave
 from commands.ready.checklist import require_complete
-from commands.text import escape, mention
+from commands.text import escape, mention, said
 from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.actuation import (
@@ -48,7 +48,7 @@ def _moved_on(ctx: Context, rollout: Rollout, release: Release) -> Conflict:
     elif rollout.state == RolloutState.rolled_back:
         text = f"{release.version} was already rolled back; nothing changed"
     else:
-        text = f"{release.version} is already at {where} ({rollout.state}); nothing changed"
+        text = f"{release.version} is already at {where} ({said(rollout.state)}); nothing changed"
     return Conflict(text, action="wave.promote", subject=subject_of(release))
 
 
@@ -92,14 +92,14 @@ def check_start(
     if existing is not None:
         refuse_if_pending(ctx, existing, release, action="start")
         raise Conflict(
-            f"{release.version} already has a rollout ({existing.state}); a release is rolled "
-            "out once",
+            f"{release.version} already has a rollout ({said(existing.state)}); a release is "
+            "rolled out once",
             action="wave.start",
             subject=subject,
         )
     if release.state != ReleaseState.candidate:
         raise Conflict(
-            f"{release.version} is {release.state}, not a candidate",
+            f"{release.version} is {said(release.state)}, not a candidate",
             action="wave.start",
             subject=subject,
         )

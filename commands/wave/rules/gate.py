@@ -56,7 +56,11 @@ def promotion_blockers(ctx: Context, rollout: Rollout) -> list[Blocker]:
     if rollout.state == RolloutState.paused:
         why = views.PAUSE_WORDS.get(rollout.pause_kind or "", rollout.pause_kind or "")
         blockers.append(
-            Blocker("paused", f"it is paused ({why}): {rollout.paused_reason}; resume it first")
+            Blocker(
+                "paused",
+                f"it is paused ({why}): {rollout.paused_reason or 'no reason given'}; "
+                "resume it first",
+            )
         )
     observed = ctx.now() - rollout.wave_started_at
     if observed < wave.observe:

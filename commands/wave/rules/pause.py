@@ -15,7 +15,7 @@ from typing import Any
 
 from commands.analysis.judge import Verdict
 from commands.core import Conflict, Context
-from commands.text import escape
+from commands.text import escape, said
 from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.actuation import (
@@ -72,7 +72,7 @@ def _require_running(ctx: Context, rollout: Rollout, release: Release) -> None:
         already = (
             f"{release.version} is already paused ({rollout.pause_kind}): {rollout.paused_reason}"
             if rollout.state == RolloutState.paused
-            else f"{release.version} is {rollout.state}; there is nothing to pause"
+            else f"{release.version} is {said(rollout.state)}; there is nothing to pause"
         )
         raise Conflict(already, action="wave.pause", subject=subject_of(release))
 
@@ -149,7 +149,7 @@ def claim_resume(
     refuse_if_pending(ctx, rollout, release, action="resume")
     if rollout.state != RolloutState.paused:
         raise Conflict(
-            f"{release.version} is {rollout.state}, not paused; nothing to resume",
+            f"{release.version} is {said(rollout.state)}, not paused; nothing to resume",
             action="wave.resume",
             subject=subject_of(release),
         )

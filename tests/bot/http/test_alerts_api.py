@@ -102,7 +102,7 @@ async def test_a_firing_alert_declares_its_class_once(service: Service) -> None:
     with Session(service.runtime.engine) as session:
         entries = list(session.exec(select(TimelineEntry).where(TimelineEntry.kind == "alert")))
     source = "source: http://prometheus:9090/graph?g0.expr=x"
-    assert entries[1].text == f"Alertmanager: 3 alert(s) firing: ProviderErrors; {source}"
+    assert entries[1].text == f"Alertmanager: 3 alerts firing: ProviderErrors; {source}"
     assert (
         entries[2].text
         == f"Alertmanager: resolved at 2026-11-27T10:04:00Z: ProviderErrors; {source}"
@@ -199,7 +199,7 @@ async def test_repeat_notifications_update_one_message_in_the_incident_channel(
     updated = [c for c in in_channel if c.method == "chat.update"]
     assert len(posted) == 1
     assert len(updated) >= 1
-    assert "3 alert(s) firing" in updated[-1].args["text"]
+    assert "3 alerts firing" in updated[-1].args["text"]
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ async def test_a_refused_promote_over_http_is_ephemeral_and_audited(service: Ser
     await slash(service, "/wave start 1.0")
     reply = await slash(service, "/wave promote", user=DEVELOPER)
     assert reply["response_type"] == "ephemeral"
-    assert "you need the permission wave.promote" in reply["text"]
+    assert "only release-managers may promote a wave" in reply["text"]
     with Session(service.runtime.engine) as session:
         refused = session.exec(select(AuditEvent).where(AuditEvent.outcome == "refused")).all()
     assert [(e.actor, e.action) for e in refused] == [(DEVELOPER, "wave.promote")]
@@ -185,7 +185,7 @@ async def test_two_person_rollback_over_http_request_and_confirm_in_the_thread(
     own = await click(
         service, "wave.rollback.confirm", json.loads(confirm["value"]), user=DEVELOPER, key="t1"
     )
-    assert "you need the permission rollback" in own["text"]
+    assert "may confirm a rollback" in own["text"]
     done = await click(service, "wave.rollback.confirm", json.loads(confirm["value"]), key="t2")
     assert done["text"].startswith("Rolled back 1.0")
     await service.delivery.deliver_due()
@@ -209,7 +209,7 @@ async def test_rollback_request_and_confirm_buttons_over_http(service: Service) 
     refused = await click(
         service, "wave.rollback.confirm", json.loads(button["value"]), user=DEVELOPER, key="r2"
     )
-    assert "you need the permission rollback" in refused["text"]
+    assert "may confirm a rollback" in refused["text"]
     done = await click(service, "wave.rollback.confirm", json.loads(button["value"]), key="r3")
     assert done["text"].startswith("Rolled back 1.0 with no last known-good release")
     listing = await service.http.get(f"{service.url}/api/v1/rollouts", headers=API)
@@ -301,7 +301,7 @@ async def test_pause_and_resume_buttons_and_a_broken_button_value(service: Servi
     paused = await click(service, "wave.pause", {"release": "1.0"}, user=DEVELOPER, key="p1")
     assert paused["text"] == "Paused 1.0."
     refused = await click(service, "wave.resume", {"release": "1.0"}, user=DEVELOPER, key="p2")
-    assert "you need the permission wave.resume" in refused["text"]
+    assert "only release-managers may resume a rollout" in refused["text"]
     resumed = await click(service, "wave.resume", {"release": "1.0"}, key="p3")
     assert resumed["text"] == "Resumed 1.0; its wave is observed afresh."
     payload = block_action(

@@ -95,8 +95,9 @@ async def test_passes_when_every_metric_returns_data(
     with Session(runtime.engine) as session:
         [result] = session.exec(select(CheckResult)).all()
         assert result.actor == "wavegate"
-        posts = [p.text for p in session.exec(select(OutboxPost))]
-    assert any("observability* passed" in text for text in posts)
+        posts = [(p.text, p.thread_key) for p in session.exec(select(OutboxPost))]
+    # The pass is a reply in the release's readiness thread, not a post of its own.
+    assert any("observability* passed" in text and key == "readiness:1" for text, key in posts)
 
 
 async def test_one_silent_path_keeps_it_pending_and_says_which(

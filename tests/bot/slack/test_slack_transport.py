@@ -88,7 +88,7 @@ async def test_refused_waive_is_ephemeral_and_audited(service: Service) -> None:
         await service.command("/ready", "waive concurrency too busy", user=DEVELOPER)
     ).json()
     assert body["response_type"] == "ephemeral"
-    assert "ready.waive" in body["text"]
+    assert "only release-managers may waive a checklist item" in body["text"]
     with Session(service.runtime.engine) as session:
         refused = session.exec(select(AuditEvent).where(AuditEvent.outcome == "refused")).all()
     assert [(e.actor, e.action) for e in refused] == [(DEVELOPER, "ready.waive")]
@@ -96,10 +96,14 @@ async def test_refused_waive_is_ephemeral_and_audited(service: Service) -> None:
 
 async def test_announcement_is_delivered_to_the_rollouts_channel(service: Service) -> None:
     await service.command("/ready", "new 1.0.0")
-    assert await service.delivery.deliver_due() == 1
-    (post,) = service.slack.posts()
-    assert post["channel"] == "C0ROLLOUTS"
-    assert "1.0.0" in post["text"]
+    # The release's checklist message, then the registration as a reply in its thread.
+    assert await service.delivery.deliver_due() == 2
+    message, reply = service.slack.posts()
+    assert message["channel"] == reply["channel"] == "C0ROLLOUTS"
+    assert message["text"].startswith("📝 Readiness of *1.0.0*: 0 of 6 items done.")
+    assert "thread_ts" not in message
+    assert reply["thread_ts"] == "1700000000.000001"  # the fake's ts of the first message
+    assert "registered release candidate *1.0.0*" in reply["text"]
 
 
 async def test_healthz_and_readyz(service: Service) -> None:

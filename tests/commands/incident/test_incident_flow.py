@@ -299,7 +299,7 @@ async def test_lifecycle_in_the_incident_channel_and_resume_offer(
     await service.delivery.deliver_due()
     clock.advance(minutes=30)
     refused = await command(service, "resolve writes are healthy", user=DEVELOPER, **here)
-    assert "incident.resolve" in refused["text"]
+    assert "may resolve an incident" in refused["text"]
     reply = await command(service, "resolve writes are healthy", user=COMMANDER, **here)
     assert "resolved 11:00 UTC (+1h in all)" in reply["text"]
     assert [(kind, actor) for kind, actor, _ in timeline(service)] == [
@@ -467,7 +467,7 @@ async def test_scheduled_jobs_remind_once_and_post_the_review_once(
     await service.delivery.deliver_due()
     reviews = [p["text"] for p in posts_to(service, INCIDENTS) if "Incident review" in p["text"]]
     assert len(reviews) == 1
-    assert reviews[0].startswith("Incident review 2026-11: 1 incident(s)")
+    assert reviews[0].startswith("Incident review 2026-11: 1 incident")
     assert "1. auth-policy-failure · 1 · — / — · — / — · #1" in reviews[0]
 
 
@@ -487,7 +487,9 @@ async def test_refused_lifecycle_changes_are_audited_and_change_nothing(service:
     await command(service, "declare provider-outage upstream down", user=COMMANDER)
     reply = await command(service, "resolve fixed", user=DEVELOPER, channel="C0INC0001")
     assert reply["response_type"] == "ephemeral"
-    assert reply["text"].startswith("Not allowed: you need the permission incident.resolve")
+    assert reply["text"].startswith(
+        "Not allowed: only incident-commanders and release-managers may resolve an incident"
+    )
     assert incidents(service)[0].status == "declared"
     with Session(service.runtime.engine) as session:
         refused = session.exec(select(AuditEvent).where(AuditEvent.outcome == "refused")).all()
@@ -526,7 +528,7 @@ async def test_resolve_after_60_paused_rollouts_fits_and_resume_all_resumes_them
     )
     await service.post_signed(interaction_body(refused))
     no = await fake(service).reply(1, key="all-refused")
-    assert "you need the permission wave.resume" in no["text"]
+    assert "only release-managers may resume a rollout" in no["text"]
     assert all(rollout_state(service, i).state == RolloutState.paused for i in ids if i)
     press = block_action(
         found[0]["action_id"],

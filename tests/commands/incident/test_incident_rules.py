@@ -221,7 +221,7 @@ def test_review_figures_on_seeded_incidents(review_ctx: Context) -> None:
         "cert-expiry"
     ]
     text = render_review(review).text
-    assert "Incident review 2026-11: 6 incident(s)" in text
+    assert "Incident review 2026-11: 6 incidents" in text
     assert "1. provider-outage · 3 · 20m · 1h 15m" in text
     assert "2. cert-expiry · 2 · 22m · 1h 20m" in text
     assert (
@@ -232,7 +232,7 @@ def test_review_figures_on_seeded_incidents(review_ctx: Context) -> None:
 
 async def test_review_command_takes_a_month_and_refuses_bad_ones(review_ctx: Context) -> None:
     reply = await run(review_ctx, "/incident review 2026-10")
-    assert reply.text.startswith("Incident review 2026-10: 1 incident(s)")
+    assert reply.text.startswith("Incident review 2026-10: 1 incident")
     reply = await run(review_ctx, "/incident review 2026-10-01")
     assert reply.error
     assert "Usage: `/incident review [YYYY-MM]`" in reply.text
@@ -245,7 +245,7 @@ def test_monthly_review_is_posted_once_on_the_first(review_ctx: Context, clock: 
     assert not post_monthly_review(review_ctx)
     (post,) = outbox(review_ctx)
     assert post.channel == INCIDENTS
-    assert post.text.startswith("Incident review 2026-11: 6 incident(s)")
+    assert post.text.startswith("Incident review 2026-11: 6 incidents")
 
 
 # ---------------------------------------------------------------- bad input changes nothing

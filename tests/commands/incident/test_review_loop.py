@@ -273,7 +273,7 @@ async def test_the_review_names_the_policy_change_and_the_release_figures(
 
     reply = await say(service, "/incident", "review 2026-11")
     text = reply["text"]
-    assert text.startswith("Incident review 2026-11: 3 incident(s) (2026-10: 1)")
+    assert text.startswith("Incident review 2026-11: 3 incidents (2026-10: 1)")
     assert "1. provider-outage · 3 (was 1) · 20m / 30m ↓ · 1h 30m / 2h ↓ · #1" in text
     assert f"• {CHANGE}" in text
     assert "Follow-ups: 1 of 3 closed (1 done, 0 waived), 2 open, 1 overdue" in text
@@ -284,7 +284,7 @@ async def test_the_review_names_the_policy_change_and_the_release_figures(
         f"{first['fix_loops']} · {first['cost_per_generation']:.4f}"
     ) in text
     assert (
-        f"• 2026.11.08-1 · rolled_back · {second['completion_success']:.3f} · — · "
+        f"• 2026.11.08-1 · rolled back · {second['completion_success']:.3f} · — · "
         f"{second['fix_loops']} · {second['cost_per_generation']:.4f}"
     ) in text
     assert (
