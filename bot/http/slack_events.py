@@ -89,8 +89,10 @@ async def slack_events(request: web.Request) -> web.Response:
         try:
             routed = await routed_command(listeners, command)
             if routed.answers_in_ack:
-                payload = await answer_in_ack(listeners, routed, started)
-                return web.Response(text=json.dumps(payload), content_type="application/json")
+                answer = await answer_in_ack(listeners, routed, started)
+                return web.Response(
+                    body=answer.body, content_type="application/json", charset="utf-8"
+                )
         except Exception as error:
             # As Bolt answers a listener that raised: its error handler's answer, or a 500.
             return await to_aiohttp_response(
