@@ -16,6 +16,7 @@ An answer whose computation wrote anything (an audited refusal), or read a table
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +67,9 @@ class AckCache:
     def __init__(self, versions: TableVersions) -> None:
         self.versions = versions
         self._kept: dict[Key, _Kept] = {}
+        # Answers being computed, with the table counters when they began: a request for the
+        # same answer while nothing was written since waits for it instead of computing again.
+        self._computing: dict[Key, tuple[dict[str, int], asyncio.Future[tuple[Reply, Answer]]]] = {}
 
     @staticmethod
     def key(routed: Routed) -> Key | None:
@@ -90,15 +94,49 @@ class AckCache:
             observe_reply(routed, kept.reply)
             return kept.answer
         before = self.versions.snapshot()
+        computing = self._computing.get(key)
+        if computing is not None and computing[0] == before:
+            reply, answer = await asyncio.shield(computing[1])
+            observe_reply(routed, reply)
+            return answer
+        future: asyncio.Future[tuple[Reply, Answer]] = asyncio.get_running_loop().create_future()
+        self._computing[key] = (before, future)
+        try:
+            reply, answer = await self._compute(runtime, routed, key, before, now)
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(error)
+                future.exception()  # the waiters get it; nobody else has to
+            raise
+        else:
+            future.set_result((reply, answer))
+        finally:
+            if self._computing.get(key, (None, None))[1] is future:
+                del self._computing[key]
+        return answer
+
+    async def _compute(
+        self, runtime: Runtime, routed: Routed, key: Key, before: dict[str, int], now: datetime
+    ) -> tuple[Reply, Answer]:
         with recording() as reads:
             reply = await runtime.run_command(routed)
         answer = answer_of(reply)
         seen = self.versions.of(before, reads)
-        if not reads.wrote and EVERY not in reads.tables and self.versions.unchanged(seen):
+        # Kept only when the reads were seen (a command that read no table was not recorded,
+        # say on another thread's loop: nothing would invalidate it), nothing was written, no
+        # table unknown was read, and no table it read was written while it ran.
+        if (
+            reads.tables
+            and not reads.wrote
+            and EVERY not in reads.tables
+            and self.versions.unchanged(seen)
+        ):
             if len(self._kept) >= MOST:
                 del self._kept[next(iter(self._kept))]
             self._kept[key] = _Kept(seen, now, runtime.policy, reply, answer)
-        return answer
+        return reply, answer
 
 
 _CACHES: WeakKeyDictionary[Engine, AckCache] = WeakKeyDictionary()

@@ -18,8 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from bot.runtime import Runtime
-from bot.slack.ack_cache import FRESH
+from bot.slack.ack_cache import FRESH, AckCache
+from commands.core import Reply, Request
 from commands.policy import Policy
+from commands.router import Routed, route
 from storage.db import make_engine, session_scope
 from storage.models import OutboxPost, ReleaseState, Rollout
 from storage.releases import create_release
@@ -171,3 +173,57 @@ def test_the_tables_read_and_written_are_noted(any_engine: Engine) -> None:
         seed_running(any_engine, "6.0")
     assert writes.wrote  # an answer computed while writing is never kept
     assert not versions.unchanged(seen)
+
+
+class SlowRuntime(Runtime):
+    """A runtime whose commands wait for `go` before they run (as one on a worker thread
+    would be awaited), counting how many ran."""
+
+    go: asyncio.Event
+    ran: int = 0
+
+    async def run_command(self, command: Request | Routed) -> Reply:
+        self.ran += 1
+        await self.go.wait()
+        return await super().run_command(command)
+
+
+@pytest.fixture
+def slow(slack: FakeSlack, any_engine: Engine, policy: Policy, clock: FakeClock) -> SlowRuntime:
+    runtime = SlowRuntime(
+        settings=service_settings(slack, str(any_engine.url)),
+        engine=any_engine,
+        policy=policy,
+        clock=clock,
+    )
+    runtime.go = asyncio.Event()
+    return runtime
+
+
+STATUS = route(Request(command="/wave", text="status", user_id="U0RM1"))
+
+
+async def test_requests_for_an_answer_being_computed_wait_for_it(slow: SlowRuntime) -> None:
+    cache = AckCache(track_writes(slow.engine))
+    answers = [asyncio.create_task(cache.answer(slow, STATUS)) for _ in range(5)]
+    await asyncio.sleep(0)
+    slow.go.set()
+    texts = {(await a).payload["text"] for a in answers}
+    assert slow.ran == 1
+    assert len(texts) == 1
+
+
+async def test_a_request_after_a_write_does_not_wait_for_an_answer_begun_before_it(
+    slow: SlowRuntime,
+) -> None:
+    cache = AckCache(track_writes(slow.engine))
+    first = asyncio.create_task(cache.answer(slow, STATUS))
+    await asyncio.sleep(0)
+    seed_running(slow.engine, "7.0")  # written while the first answer is computed
+    second = asyncio.create_task(cache.answer(slow, STATUS))
+    await asyncio.sleep(0)
+    slow.go.set()
+    assert slow.ran == 2
+    assert "7.0" in (await second).payload["text"]
+    await first
+    assert "7.0" in (await cache.answer(slow, STATUS)).payload["text"]  # and so does what is kept
