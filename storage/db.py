@@ -47,7 +47,8 @@ SQLITE_BUSY_MS = 5000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine whose commits with writes bump the data version (storage/versions.py)."""
+    """An engine whose writes are counted per table (storage/versions.py), so kept answers
+    know when they are stale."""
     engine = _engine(url, **kwargs)
     track_writes(engine)
     return engine

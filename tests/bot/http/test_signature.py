@@ -23,7 +23,7 @@ def headers(body: bytes, *, at: int, secret: str = SECRET) -> dict[str, str]:
 
 NOW = int(time.time())
 CASES = [
-    ("signed now", b"command=%2Fwave&text=status", headers(b"command=%2Fwave", at=NOW), False),
+    ("another body signed", b"command=%2Fwave&text=status", headers(b"text=x", at=NOW), False),
     ("signed", b"a=1", headers(b"a=1", at=NOW), True),
     ("4 minutes old", b"a=1", headers(b"a=1", at=NOW - 240), True),
     ("6 minutes old", b"a=1", headers(b"a=1", at=NOW - 360), False),
