@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,10 @@ class Conflict(CommandError):
     audited = True
 
 
+_SHELL_MARKS = frozenset("'\"\\")
+_WORDS = re.compile(r"[^ \t\r\n]+")  # shlex's whitespace
+
+
 def split_words(text: str) -> list[str]:
     """Split command text like a shell, so `"two words"` stays one argument.
 
@@ -147,6 +152,8 @@ def split_words(text: str) -> list[str]:
         .replace("\u2019", "'")
         .replace("\u00a0", " ")
     )
+    if _SHELL_MARKS.isdisjoint(straight):
+        return _WORDS.findall(straight)  # what shlex gives for text with no quote or escape
     try:
         lexer = shlex.shlex(straight, posix=True, punctuation_chars=False)
         lexer.whitespace_split = True

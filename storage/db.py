@@ -15,6 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from storage.versions import track_writes
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -45,6 +47,14 @@ SQLITE_BUSY_MS = 5000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine whose writes are counted per table (storage/versions.py), so kept answers
+    know when they are stale."""
+    engine = _engine(url, **kwargs)
+    track_writes(engine)
+    return engine
+
+
+def _engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(

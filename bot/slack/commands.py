@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
+from bot.slack.ack_cache import Answer, ack_cache
 from bot.slack.render import slack_payload
 from bot.slack.requests import Listeners
 from bot.telemetry import observe_ack
@@ -58,12 +59,13 @@ async def routed_command(listeners: Listeners, command: Mapping[str, Any]) -> Ro
     return route(request)
 
 
-async def answer_in_ack(listeners: Listeners, routed: Routed, started: float) -> dict[str, Any]:
-    """Run a command that answers in the ack; the ack's payload, with its latency observed."""
-    reply = await listeners.runtime.run_command(routed)
-    payload = slack_payload(reply)
+async def answer_in_ack(listeners: Listeners, routed: Routed, started: float) -> Answer:
+    """Run a command that answers in the ack (or take its kept answer: bot/slack/ack_cache.py);
+    the ack's payload and body, with its latency observed."""
+    runtime = listeners.runtime
+    answer = await ack_cache(runtime).answer(runtime, routed)
     observe_ack(time.perf_counter() - started)
-    return payload
+    return answer
 
 
 def register(app: AsyncApp, listeners: Listeners) -> None:
@@ -84,7 +86,7 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
             started = time.perf_counter()
             routed = await routed_command(listeners, command)
         if routed.answers_in_ack:
-            await ack(**await answer_in_ack(listeners, routed, started))
+            await ack(**(await answer_in_ack(listeners, routed, started)).payload)
             return
         await ack()
         observe_ack(time.perf_counter() - started)

@@ -4,6 +4,7 @@
     python -m tests.perf.ack --rounds 5 --seconds 2 --concurrency 32 --db sqlite
     python -m tests.perf.ack --db postgres           # TEST_DATABASE_URL or --database-url
     python -m tests.perf.ack --quick                 # a smoke run of a few seconds
+    python -m tests.perf.ack --paused                # 199 of the 200 paused: no poller load
 
 Three servers run as processes on 127.0.0.1: a bare slack-bolt AsyncApp with Bolt's defaults
 acking empty (tests/perf/bare_bolt.py), the same with `process_before_response=True`, and
@@ -238,11 +239,12 @@ def seed_release(url: str) -> None:
     engine.dispose()
 
 
-def seed_rollouts(url: str, count: int) -> str:
-    """`count` rollouts running their first wave of the built-in `default` plan, just started;
+def seed_rollouts(url: str, count: int, *, paused: bool = False) -> str:
+    """`count` rollouts running their first wave of the built-in `default` plan, just started
+    (with `paused`, all but the first are paused by hand, so the poller has one to poll);
     returns the first one's release (the one promote is refused for)."""
     from storage.db import make_engine, session_scope
-    from storage.models import ReleaseState, Rollout
+    from storage.models import PauseKind, ReleaseState, Rollout, RolloutState
     from storage.releases import create_release
     from storage.rollouts import create_rollout
 
@@ -261,6 +263,10 @@ def seed_rollouts(url: str, count: int) -> str:
                 started_by="U0RM1",
                 started_at=now,
             )
+            if paused and version != versions[0]:
+                rollout.state = RolloutState.paused
+                rollout.pause_kind = PauseKind.manual
+                rollout.paused_reason = "benchmark"
             create_rollout(rollout, session=session)
     engine.dispose()
     return versions[0]
@@ -541,7 +547,9 @@ async def bench(args: argparse.Namespace) -> None:
                 promoted = ""
                 for phase in ("empty", "busy"):
                     if phase == "busy":
-                        promoted = await asyncio.to_thread(seed_rollouts, url, args.rollouts)
+                        promoted = await asyncio.to_thread(
+                            seed_rollouts, url, args.rollouts, paused=args.paused
+                        )
                     todo = [s for s in scenarios(args.rollouts, promoted) if s.phase == phase]
                     # A fresh process per phase: nothing it cached survives the seeding.
                     try:
@@ -573,6 +581,7 @@ def report(
         f"({'servers on one core, load on another' if pinned else 'not pinned'}), "
         f"{url.split(':', 1)[0]} database, {args.rounds} interleaved rounds x {length}, "
         f"{args.concurrency} concurrent signed requests over one keep-alive session"
+        + (f"; {args.rollouts - 1} of the {args.rollouts} rollouts paused" if args.paused else "")
     )
     print()
     for scenario in scenarios(args.rollouts, ""):
@@ -604,6 +613,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--database-url", help="for --db postgres (default: TEST_DATABASE_URL)")
     parser.add_argument("--rollouts", type=int, default=200, help="active rollouts seeded")
+    parser.add_argument(
+        "--paused",
+        action="store_true",
+        help="seed the rollouts paused but the first: /wave status lists as many, and the "
+        "poller (which polls running ones) has one to poll, so the figures are the ack path's",
+    )
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU sampling")
     parser.add_argument("--quick", action="store_true", help="one short round each (smoke run)")
     args = parser.parse_args(argv)
