@@ -328,13 +328,15 @@ class OutboxDelivery:
     # ------------------------------------------------------------ rounds
 
     async def deliver_due(self) -> int:
-        """Send every post that is due, in order; returns how many Slack accepted."""
+        """Send every post that is due, in order; returns how many Slack accepted. Claims and
+        settles run on the calling loop (the work loop, bot/work.py), like every other write:
+        they are short, and one writing thread never waits on another's SQLite lock."""
         sent = 0
         try:
             for _ in range(MAX_ROUNDS):
                 if not self._leading():
                     break
-                batch = await asyncio.to_thread(self._claim_batch)
+                batch = self._claim_batch()
                 if not batch:
                     break
                 progressed = False
@@ -345,10 +347,10 @@ class OutboxDelivery:
                     if not self._leading():
                         return sent
                     if self.held(post.method, self.clock()):
-                        await asyncio.to_thread(self._settle, post, None)
+                        self._settle(post, None)
                         continue
                     outcome = await self._send(post)
-                    await asyncio.to_thread(self._settle, post, outcome)
+                    self._settle(post, outcome)
                     if outcome.ok:
                         sent += 1
                         progressed = True
