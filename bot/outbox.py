@@ -378,5 +378,8 @@ class OutboxDelivery:
                     await self.deliver_due()
             except Exception:  # a broken database must not kill the worker; it retries
                 log.exception("outbox delivery failed")
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wake-up does (gh-86296), and the worker would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=idle)
+                async with asyncio.timeout(idle):
+                    await wake.wait()

@@ -37,6 +37,10 @@ T = TypeVar("T")
 SWITCH_INTERVAL = 0.001
 
 
+# Seconds a task cancelled at a stop gets to end.
+STOP_WAIT = 5.0
+
+
 class WorkLoop:
     """Where units of work run: a thread of their own once `start()`ed, else the caller's loop."""
 
@@ -130,12 +134,13 @@ class WorkLoop:
         return await self.run(started())
 
     async def cancel_task(self, task: asyncio.Task[Any]) -> None:
-        """Cancel a task of `start_task` and wait until it has ended."""
+        """Cancel a task of `start_task` and wait (at most STOP_WAIT) until it has ended."""
 
         async def cancelled() -> None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=STOP_WAIT)
+            if not task.done():
+                log.warning("%r did not end when cancelled", task)
 
         await self.run(cancelled())
 
@@ -145,8 +150,11 @@ async def _cancel_the_rest() -> None:
     rest = [task for task in asyncio.all_tasks() if task is not current]
     for task in rest:
         task.cancel()
-    if rest:
-        done = await asyncio.gather(*rest, return_exceptions=True)
-        for outcome in done:
-            if isinstance(outcome, Exception):
-                log.warning("work left at shutdown failed: %r", outcome)
+    if not rest:
+        return
+    done, pending = await asyncio.wait(rest, timeout=STOP_WAIT)
+    for task in done:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("work left at shutdown failed: %r", error)
+    for task in pending:  # it swallowed its cancellation: the thread ends without it
+        log.warning("work left at shutdown did not end when cancelled: %r", task)
