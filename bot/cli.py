@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -210,6 +211,11 @@ def serve(settings: Settings) -> int:
         # aiohttp calls this once the app has started (the socket connected) and the port listens.
         log.info("wavegate serving on port %s (%s)", settings.port, how)
 
+    # Everything built so far (modules, the app, its clients) lives as long as the process: out
+    # of the collector's reach, a full collection walks only what requests made since, instead
+    # of stopping both loops for ~100 ms while it walks every module and class again.
+    gc.collect()
+    gc.freeze()
     web.run_app(app, port=settings.port, print=serving, access_log=access_logger(settings))
     return 0
 

@@ -328,13 +328,15 @@ class OutboxDelivery:
     # ------------------------------------------------------------ rounds
 
     async def deliver_due(self) -> int:
-        """Send every post that is due, in order; returns how many Slack accepted."""
+        """Send every post that is due, in order; returns how many Slack accepted. Claims and
+        settles run on the calling loop (the work loop, bot/work.py), like every other write:
+        they are short, and one writing thread never waits on another's SQLite lock."""
         sent = 0
         try:
             for _ in range(MAX_ROUNDS):
                 if not self._leading():
                     break
-                batch = await asyncio.to_thread(self._claim_batch)
+                batch = self._claim_batch()
                 if not batch:
                     break
                 progressed = False
@@ -345,10 +347,10 @@ class OutboxDelivery:
                     if not self._leading():
                         return sent
                     if self.held(post.method, self.clock()):
-                        await asyncio.to_thread(self._settle, post, None)
+                        self._settle(post, None)
                         continue
                     outcome = await self._send(post)
-                    await asyncio.to_thread(self._settle, post, outcome)
+                    self._settle(post, outcome)
                     if outcome.ok:
                         sent += 1
                         progressed = True
@@ -376,5 +378,8 @@ class OutboxDelivery:
                     await self.deliver_due()
             except Exception:  # a broken database must not kill the worker; it retries
                 log.exception("outbox delivery failed")
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wake-up does (gh-86296), and the worker would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=idle)
+                async with asyncio.timeout(idle):
+                    await wake.wait()

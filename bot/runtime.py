@@ -15,6 +15,7 @@ from bot.leader import Leadership
 from bot.settings import Settings
 from bot.sources.http import SourceHttp
 from bot.telemetry import observe_command, observe_reply
+from bot.work import WorkLoop
 from commands.analysis.checks import PollMemory
 from commands.core import Clock, Context, Reply, Request, system_clock
 from commands.policy import Policy
@@ -41,9 +42,13 @@ class Runtime:
     leadership: Leadership | None = None
     poll_every: timedelta = POLL_EVERY
     poll_memory: PollMemory = field(default_factory=PollMemory)
-    # One poll's write transaction at a time (bot/jobs/waves.py).
+    # Where units of work run (bot/work.py): the work loop's thread under `wavegate serve`, the
+    # caller's loop when it is not started (the console, tests driving jobs by hand).
+    work: WorkLoop = field(default_factory=WorkLoop)
+    # One poll's write transaction at a time (bot/jobs/waves.py); used on the work loop only.
     poll_writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Set whenever a unit of work may have queued Slack posts, so the outbox worker wakes at once.
+    # It waits on the work loop: set it with `wake_outbox()`, which is safe from any thread.
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -67,7 +72,11 @@ class Runtime:
         posts it queued are delivered as soon as it ends."""
         with session_scope(self.engine) as session:
             yield self.context(session)
-        self.outbox_ready.set()
+        self.wake_outbox()
+
+    def wake_outbox(self) -> None:
+        """Wake the outbox worker (on the work loop) from whichever thread this runs on."""
+        self.work.call_soon(self.outbox_ready.set)
 
     def context(self, session: Session) -> Context:
         """What a unit of work on `session` hands to the rules."""

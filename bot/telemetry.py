@@ -53,8 +53,10 @@ ALERTS_IGNORED = Counter(
 )
 LOOP_LAG_SECONDS = Histogram(
     "wavegate_event_loop_lag_seconds",
-    "How late the event loop woke a task that slept a fixed tick: work that blocks the loop "
-    "(synchronous database calls, CPU) delays every acknowledgement by this much.",
+    "How late an event loop woke a task that slept a fixed tick. loop=http: what blocks the "
+    "HTTP loop delays every acknowledgement and health check by this much; loop=work: how far "
+    "behind the work loop (commands after their ack, jobs, the outbox) runs.",
+    ["loop"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
@@ -88,8 +90,8 @@ def observe_poll(source: str, phase: str) -> None:
     POLLS.labels(source=source, phase=phase).inc()
 
 
-def observe_loop_lag(seconds: float) -> None:
-    LOOP_LAG_SECONDS.observe(seconds)
+def observe_loop_lag(loop: str, seconds: float) -> None:
+    LOOP_LAG_SECONDS.labels(loop=loop).observe(seconds)
 
 
 # How often the loop-lag watcher wakes (seconds): often enough to catch a stall of one command,
@@ -97,13 +99,14 @@ def observe_loop_lag(seconds: float) -> None:
 LOOP_LAG_TICK = 0.25
 
 
-async def watch_loop_lag(tick: float = LOOP_LAG_TICK) -> None:
-    """Sleep `tick` again and again and record how late each wake-up came; runs until
-    cancelled."""
+async def watch_loop_lag(loop: str, tick: float = LOOP_LAG_TICK) -> None:
+    """Sleep `tick` again and again on the running loop (named `loop` in the histogram) and
+    record how late each wake-up came; runs until cancelled."""
+    LOOP_LAG_SECONDS.labels(loop=loop)  # the series exists, at zero, from the start
     while True:
         started = time.perf_counter()
         await asyncio.sleep(tick)
-        observe_loop_lag(max(0.0, time.perf_counter() - started - tick))
+        observe_loop_lag(loop, max(0.0, time.perf_counter() - started - tick))
 
 
 def observe_slack_error(method: str, error: str) -> None:

@@ -30,19 +30,25 @@ def normalise_url(url: str) -> str:
 
 # The pool and its timeouts (DESIGN §10). No unit of work holds a connection across an await:
 # claims and settles are short transactions and the network is awaited between them. So the
-# connections checked out at once are bounded by the threads doing database work (the event
-# loop, plus the few `asyncio.to_thread` calls such as the leader's lease renewal), not by the
-# commands in flight: 50 commands waiting on a slow deploy system hold none. A small pool is
-# enough, and a checkout that has to wait means something holds a connection across an await;
-# it fails within POOL_TIMEOUT instead of freezing the event loop for SQLAlchemy's default 30 s.
+# connections checked out at once are bounded by the threads doing database work, not by the
+# commands in flight (50 commands waiting on a slow deploy system hold none): the work loop's
+# thread, where every unit of work runs (bot/work.py), one at a time; the HTTP loop's thread
+# (the commands answered in the ack, a form's check); and the default executor's threads
+# (min(32, cores + 4): the lease renewal, /metrics, /readyz, the nightly roll-up), usually one
+# or two at once. POOL_SIZE covers the steady state (work loop, HTTP loop, lease, a scrape and
+# one spare) without opening connections per request; POOL_OVERFLOW lets every executor thread
+# hold one as well in a burst. A checkout that has to wait beyond that means something holds a
+# connection across an await: it fails within POOL_TIMEOUT (blocking only the thread that
+# asked) instead of freezing a loop for SQLAlchemy's default 30 s.
 POOL_SIZE = 5
 POOL_OVERFLOW = 10
 POOL_TIMEOUT = 5.0
 # Recycled before PostgreSQL or a proxy (PgBouncer, a cloud load balancer) drops idle ones.
 POOL_RECYCLE = 1800
-# How long SQLite waits for another process's write lock (the CLI's `db upgrade`, a second
-# local process). Within one process writers never wait on each other, since no transaction
-# spans an await; a wait blocks the event loop, so it is kept short.
+# How long SQLite waits for another writer's lock: another process (the CLI's `db upgrade`), or
+# in this one the few writes that are not on the work loop's thread (the lease renewal, the
+# commands answered in the ack, the nightly roll-up). No transaction spans an await, so a wait
+# lasts one short transaction; it blocks the waiting thread, so it is kept short.
 SQLITE_BUSY_MS = 5000
 
 

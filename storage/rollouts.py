@@ -254,6 +254,19 @@ def take_over_claim(rollout: Rollout, *, key: str, owner: str, session: Session)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def set_pending_note(rollout: Rollout, note: str, *, key: str, session: Session) -> bool:
+    """Rewrite the note of the claim with `key`; False when it is not pending any more."""
+    assert rollout.id is not None
+    result = session.execute(
+        sa.update(Rollout)
+        .where(col(Rollout.id) == rollout.id, col(Rollout.pending_key) == key)
+        .values(pending_note=note)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(rollout)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def set_queued_pause(rollout: Rollout, queued: str | None, *, session: Session) -> bool:
     """Queue (or clear) an incident's pause behind the pending action; False when no action
     is pending any more (the caller pauses at once instead)."""

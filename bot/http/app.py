@@ -1,10 +1,11 @@
-"""The aiohttp application factory: routes, the Bolt app, and the background work it runs."""
+"""The aiohttp application factory: routes, the Bolt app, the work loop and the background work
+it runs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
@@ -26,10 +27,15 @@ SHUTDOWN_GRACE = 10.0
 
 
 def create_app(
-    runtime: Runtime, *, client: AsyncWebClient | None = None, background: bool = True
+    runtime: Runtime,
+    *,
+    client: AsyncWebClient | None = None,
+    background: bool = True,
+    work_thread: bool = True,
 ) -> web.Application:
     """The service. `background=False` leaves out the scheduler and outbox worker (tests that
-    drive them by hand)."""
+    drive them by hand). `work_thread=False` runs the units of work on the HTTP loop itself
+    (bot/work.py) instead of the work loop's own thread."""
     client = client or slack_client(runtime.settings)
     wire(runtime, chat=SlackIncidentChat(client))
     app = web.Application(middlewares=[api_middleware], client_max_size=MAX_BODY_BYTES)
@@ -39,27 +45,47 @@ def create_app(
     app[SCHEDULER] = build_scheduler(runtime)
     for module in (slack_events, health, checklist, rollouts, incidents):
         app.add_routes(module.routes)
+    # First, so that it is torn down last: the background work stops on the work loop.
+    app.cleanup_ctx.append(_work_loop(threaded=work_thread))
     if background:
         app.cleanup_ctx.append(_loop_lag)
         app.cleanup_ctx.append(_background)
-    app.on_cleanup.append(_close_shared)
     return app
 
 
+def _work_loop(*, threaded: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def work_loop(app: web.Application) -> AsyncIterator[None]:
+        """The work loop's thread runs from the app's start to its end. At the end the metric
+        sources' shared HTTP session (opened on first use, on the work loop) closes and the App
+        Home stops refreshing, on the loop they belong to."""
+        runtime = app[RUNTIME]
+        if threaded:
+            runtime.work.start()
+        yield
+        await runtime.work.run(_close_shared(app))
+        await runtime.work.stop()
+
+    return work_loop
+
+
 async def _close_shared(app: web.Application) -> None:
-    """The metric sources' shared HTTP session closes with the app (it opens on first use);
-    the App Home stops refreshing."""
     await app[HOME].stop()
     await app[RUNTIME].source_http.close()
 
 
-async def _loop_lag(_: web.Application) -> AsyncIterator[None]:
-    """`wavegate_event_loop_lag_seconds`: how long anything blocked the event loop."""
-    watcher = asyncio.create_task(watch_loop_lag())
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """`wavegate_event_loop_lag_seconds`: how long anything blocked the HTTP loop (what delays
+    acks and health checks) and, in its own series, the work loop."""
+    work = app[RUNTIME].work
+    watchers = [asyncio.create_task(watch_loop_lag("http"))]
+    on_work = await work.start_task(watch_loop_lag("work")) if work.threaded else None
     yield
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    if on_work is not None:
+        await work.cancel_task(on_work)
+    for watcher in watchers:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -70,18 +96,21 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         runtime.leadership = Leadership(
             runtime.engine,
             holder=replica_id(settings.wavegate_replica_id, port=settings.port),
-            on_elected=runtime.outbox_ready.set,
+            on_elected=runtime.wake_outbox,
         )
     # Outbox claims and marks carry the lease's epoch (bot/outbox.py).
     app[DELIVERY].leadership = runtime.leadership
+    # The lease is renewed from this (the HTTP) loop, its one UPDATE in a worker thread: a work
+    # loop busy with 50 commands cannot delay a renewal until the lease runs out.
     async with campaign(runtime.leadership):
-        scheduler.start()
-        worker = asyncio.create_task(app[DELIVERY].run(runtime.outbox_ready, leading=runtime.leads))
+        # The scheduler (its jobs, the poll loop) and the outbox worker run on the work loop.
+        await runtime.work.call(scheduler.start)
+        worker = await runtime.work.start_task(
+            app[DELIVERY].run(runtime.outbox_ready, leading=runtime.leads)
+        )
         yield
         # Work acknowledged but not finished (a command waiting on the deploy system) gets a
         # bounded time to finish before the process exits.
         await app[LISTENERS].drain(SHUTDOWN_GRACE)
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
-        scheduler.shutdown(wait=False)
+        await runtime.work.cancel_task(worker)
+        await runtime.work.call(lambda: scheduler.shutdown(wait=False))

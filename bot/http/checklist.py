@@ -11,7 +11,7 @@ from bot.http.api import Body, error_for, read_body
 from bot.http.keys import RUNTIME
 from commands.core import CommandError
 from commands.ready.checklist import record_ci_result, register_release
-from storage.models import CheckStatus
+from storage.models import CheckResult, CheckStatus, Release
 
 API_ACTOR = "api"
 
@@ -35,9 +35,15 @@ async def post_release(request: web.Request) -> web.Response:
     body = await read_body(request, NewRelease)
     if isinstance(body, web.Response):
         return body
+    runtime = request.app[RUNTIME]
+
+    def register() -> Release:
+        with runtime.unit() as ctx:
+            return register_release(body.version, ctx, actor=API_ACTOR)
+
     try:
-        with request.app[RUNTIME].unit() as ctx:
-            release = register_release(body.version, ctx, actor=API_ACTOR)
+        # On the work loop (bot/work.py), like every unit of work: the HTTP loop stays free.
+        release = await runtime.work.call(register)
     except CommandError as err:
         return error_for(err)
     return web.json_response(
@@ -50,9 +56,11 @@ async def post_check(request: web.Request) -> web.Response:
     body = await read_body(request, CheckReport)
     if isinstance(body, web.Response):
         return body
-    try:
-        with request.app[RUNTIME].unit() as ctx:
-            result = record_ci_result(
+    runtime = request.app[RUNTIME]
+
+    def record() -> CheckResult:
+        with runtime.unit() as ctx:
+            return record_ci_result(
                 body.release,
                 body.item,
                 body.check,
@@ -61,6 +69,9 @@ async def post_check(request: web.Request) -> web.Response:
                 actor=API_ACTOR,
                 evidence=body.evidence,
             )
+
+    try:
+        result = await runtime.work.call(record)
     except CommandError as err:
         return error_for(err)
     return web.json_response(

@@ -7,6 +7,7 @@ import asyncio
 import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.engine import Engine
 
 from bot.http.keys import RUNTIME, SCHEDULER
 from bot.telemetry import exposition
@@ -20,14 +21,19 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _schema_is_current(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    return schema_is_current(engine)
+
+
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     problems: list[str] = []
     try:
-        with runtime.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        if not schema_is_current(runtime.engine):
+        # Off the HTTP loop: a database slow to answer must not delay acks and /healthz.
+        if not await asyncio.to_thread(_schema_is_current, runtime.engine):
             problems.append("database schema is not at head: run `wavegate db upgrade`")
     except sa.exc.SQLAlchemyError as exc:
         problems.append(f"database unreachable: {type(exc).__name__}")

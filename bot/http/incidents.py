@@ -13,7 +13,13 @@ from bot.http.api import error, error_for, iso, read_body
 from bot.http.keys import RUNTIME
 from bot.telemetry import observe_alert_ignored
 from commands.core import CommandError
-from commands.incident.alerts import AlertGroup, AlertOutcome, FiringAlert, receive_alerts
+from commands.incident.alerts import (
+    AlertGroup,
+    AlertOutcome,
+    AlertResult,
+    FiringAlert,
+    receive_alerts,
+)
 from commands.incident.improve import build_full_review
 from commands.incident.improve_text import review_json
 from commands.incident.parse import parse_month
@@ -48,9 +54,14 @@ async def get_incidents(request: web.Request) -> web.Response:
     if status is not None and status not in set(IncidentStatus):
         known = ", ".join(IncidentStatus)
         return error(400, f"status: unknown status {status[:40]!r} (use one of {known})")
-    with request.app[RUNTIME].unit() as ctx:
-        incidents = list_incidents(session=ctx.session, status=status)
-        return web.json_response({"incidents": [incident_json(i) for i in incidents]})
+    runtime = request.app[RUNTIME]
+
+    def read() -> list[dict[str, Any]]:
+        with runtime.unit() as ctx:
+            return [incident_json(i) for i in list_incidents(session=ctx.session, status=status)]
+
+    # On the work loop (bot/work.py), like every unit of work: the HTTP loop stays free.
+    return web.json_response({"incidents": await runtime.work.call(read)})
 
 
 @routes.get("/api/v1/incidents/{id}/postmortem")
@@ -59,11 +70,16 @@ async def get_postmortem(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 9:
         return error(400, f"id: {raw[:20]!r} is not an incident id")
-    with request.app[RUNTIME].unit() as ctx:
-        incident = get_incident(int(raw), session=ctx.session)
-        if incident is None:
-            return error(404, f"no incident #{raw}")
-        document = build_postmortem(ctx, incident)
+    runtime = request.app[RUNTIME]
+
+    def draft() -> str | None:
+        with runtime.unit() as ctx:
+            incident = get_incident(int(raw), session=ctx.session)
+            return None if incident is None else build_postmortem(ctx, incident)
+
+    document = await runtime.work.call(draft)
+    if document is None:
+        return error(404, f"no incident #{raw}")
     return web.Response(text=document, content_type="text/markdown", charset="utf-8")
 
 
@@ -76,8 +92,12 @@ async def get_review(request: web.Request) -> web.Response:
         start, _ = parse_month(month, "GET /api/v1/review?month=YYYY-MM")
     except CommandError as err:
         return error(400, f"month: {err.message}")
-    with runtime.unit() as ctx:
-        return web.json_response(review_json(build_full_review(ctx, start)))
+
+    def review() -> dict[str, Any]:
+        with runtime.unit() as ctx:
+            return review_json(build_full_review(ctx, start))
+
+    return web.json_response(await runtime.work.call(review))
 
 
 class Lenient(BaseModel):
@@ -137,9 +157,13 @@ async def post_alerts(request: web.Request) -> web.Response:
         return body
     runtime = request.app[RUNTIME]
     group = body.group()
-    try:
+
+    async def receive() -> AlertResult:
         with runtime.unit() as ctx:
-            result = await receive_alerts(ctx, group)
+            return await receive_alerts(ctx, group)
+
+    try:
+        result = await runtime.work.run(receive())
     except CommandError as err:
         return error_for(err)
     except sa.exc.IntegrityError:

@@ -51,7 +51,11 @@ async def get_rollouts(request: web.Request) -> web.Response:
     if state is not None and state not in STATES:
         return error(400, f"state: unknown state {state!r}; states: {', '.join(STATES)}")
     runtime = request.app[RUNTIME]
-    with runtime.unit() as ctx:
-        rows = list_rollouts(session=ctx.session, state=state)
-        body = [rollout_json(r, rel, runtime.policy) for r, rel in rows]
-    return web.json_response({"rollouts": body})
+
+    def read() -> list[dict[str, Any]]:
+        with runtime.unit() as ctx:
+            rows = list_rollouts(session=ctx.session, state=state)
+            return [rollout_json(r, rel, runtime.policy) for r, rel in rows]
+
+    # On the work loop (bot/work.py), like every unit of work: the HTTP loop stays free.
+    return web.json_response({"rollouts": await runtime.work.call(read)})

@@ -7,18 +7,22 @@ import hmac
 import json
 import time
 from hashlib import sha256
-from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
-from slack_bolt.async_app import AsyncBoltRequest
+from slack_bolt.async_app import AsyncBoltRequest, AsyncRespond
 from slack_bolt.response import BoltResponse
 
 from bot.http.api import MAX_JSON_DEPTH, read_raw, too_deep
 from bot.http.keys import BOLT, LISTENERS, RUNTIME
 from bot.slack.app import on_slack_error
-from bot.slack.commands import ROUTED, answer_in_ack, routed_command, slash_command_fields
+from bot.slack.commands import (
+    answer_after_ack,
+    answer_in_ack,
+    routed_command,
+    slash_command_fields,
+)
 
 routes = web.RouteTableDef()
 SIGNATURE_WINDOW = 5 * 60  # seconds either way (slack_sdk's)
@@ -86,7 +90,6 @@ async def slack_events(request: web.Request) -> web.Response:
     if not signed_by_slack(secret, raw, request):
         return _refused(401, "invalid or stale Slack signature")
     text = raw.decode()  # signed, so UTF-8
-    context: dict[str, Any] | None = None
     listeners = request.app[LISTENERS]
     command = (
         slash_command_fields(text)
@@ -94,8 +97,9 @@ async def slack_events(request: web.Request) -> web.Response:
         else None
     )
     if command is not None:
-        # The fast path: a command is parsed and routed once here; one that answers in the ack
-        # is answered without Bolt's request, middleware, listener matching or kwargs.
+        # The fast path: a command is parsed and routed once here and acknowledged without
+        # Bolt's request, middleware, listener matching or kwargs: with its answer when it
+        # answers in the ack, else empty, its work handed to the work loop (bot/work.py).
         started = time.perf_counter()
         try:
             routed = await routed_command(listeners, command)
@@ -104,19 +108,20 @@ async def slack_events(request: web.Request) -> web.Response:
                 return web.Response(
                     body=answer.body, content_type="application/json", charset="utf-8"
                 )
+            respond = AsyncRespond(response_url=command.get("response_url"))
+            answer_after_ack(listeners, routed, respond, started)
+            return web.Response(text="")
         except Exception as error:
             # As Bolt answers a listener that raised: its error handler's answer, or a 500.
             return await to_aiohttp_response(
                 await on_slack_error(error) or BoltResponse(status=500, body="")
             )
-        context = {ROUTED: (routed, started)}
     elif (problem := malformed(text, request.content_type)) is not None:
         return _refused(400, problem)
     bolt_request = AsyncBoltRequest(
         body=text,
         query=request.query_string,
         headers=request.headers,  # type: ignore[arg-type]
-        context=context,
     )
     bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
     return await to_aiohttp_response(bolt_response)

@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.jobs.job import Job
 from bot.runtime import Runtime
-from commands.wave.rules.recovery import resend, take_over
+from commands.wave.rules.recovery import resend, resend_due, take_over
 from storage.rollouts import pending_rollouts
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ async def recover_pending(runtime: Runtime, *, taking_over: bool) -> list[str]:
             foreign = rollout.pending_owner != me
             if not ((taking_over and foreign) or now - since > deadline):
                 continue
+            if not resend_due(rollout, now):
+                continue  # its last re-send failed: sent again after its backoff
             claim = take_over(ctx, rollout)
             if claim is not None:
                 log.warning(

@@ -68,8 +68,21 @@ async def answer_in_ack(listeners: Listeners, routed: Routed, started: float) ->
     return answer
 
 
+def answer_after_ack(
+    listeners: Listeners, routed: Routed, respond: AsyncRespond, started: float
+) -> None:
+    """Once the empty ack is on its way: the command runs on the work loop (bot/work.py) and
+    answers through `respond()`; the ack's latency observed."""
+    observe_ack(time.perf_counter() - started)
+
+    async def answer() -> None:
+        reply = await listeners.runtime.run_command(routed)
+        await respond(**slack_payload(reply))
+
+    listeners.after_ack(answer())
+
+
 def register(app: AsyncApp, listeners: Listeners) -> None:
-    runtime = listeners.runtime
 
     async def on_slash_command(
         ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any], context: AsyncBoltContext
@@ -89,13 +102,7 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
             await ack(**(await answer_in_ack(listeners, routed, started)).payload)
             return
         await ack()
-        observe_ack(time.perf_counter() - started)
-
-        async def answer() -> None:
-            reply = await runtime.run_command(routed)
-            await respond(**slack_payload(reply))
-
-        listeners.after_ack(answer())
+        answer_after_ack(listeners, routed, respond, started)
 
     for name in SLASH_COMMANDS:
         app.command(name)(on_slash_command)

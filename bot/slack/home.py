@@ -132,10 +132,10 @@ def register(app: AsyncApp, listeners: Listeners, publisher: HomePublisher) -> N
         user_id = str(event.get("user", ""))
         if not user_id:
             return
-        publisher.opened(user_id)
         listeners.after_ack(_publish(user_id))
 
     async def _publish(user_id: str) -> None:
+        publisher.opened(user_id)  # on the work loop, where its refresher runs
         await publisher.publish(user_id, force=True)
 
     async def on_home_button(ack: AsyncAck, body: dict[str, Any]) -> None:

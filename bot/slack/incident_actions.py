@@ -126,7 +126,9 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
         if item.get("type") != "message" or not channel or not ts:
             return
         actor = str(event.get("user", ""))
-        await pin(str(channel), str(ts), message.get("text"), message.get("user"), actor)
+        listeners.after_ack(
+            pin(str(channel), str(ts), message.get("text"), message.get("user"), actor)
+        )
 
     async def on_reaction_added(ack: AsyncAck, event: dict[str, Any]) -> None:
         await ack()
@@ -136,12 +138,16 @@ def register(app: AsyncApp, listeners: Listeners) -> None:
         channel, ts = str(item.get("channel", "")), str(item.get("ts", ""))
         if not channel or not ts:
             return
-        with runtime.unit() as ctx:
-            if not actions.is_incident_channel(ctx, channel) or ctx.ports.chat is None:
-                return
-            chat = ctx.ports.chat
-        text = await chat.message_text(channel, ts)
-        await pin(channel, ts, text, event.get("item_user"), str(event.get("user", "")))
+
+        async def pin_reacted() -> None:
+            with runtime.unit() as ctx:
+                if not actions.is_incident_channel(ctx, channel) or ctx.ports.chat is None:
+                    return
+                chat = ctx.ports.chat
+            text = await chat.message_text(channel, ts)
+            await pin(channel, ts, text, event.get("item_user"), str(event.get("user", "")))
+
+        listeners.after_ack(pin_reacted())
 
     app.event("pin_added")(on_pin_added)
     app.event("reaction_added")(on_reaction_added)

@@ -97,7 +97,8 @@ class Listeners:
 
     runtime: Runtime
     membership: GroupMembership
-    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    # The work after an ack, running on the work loop (bot/work.py); futures on the Bolt loop.
+    in_flight: set[asyncio.Future[None]] = field(default_factory=set)
     # Whether Bolt has authorized a request (its one auth.test of the token): until then every
     # Slack request goes through Bolt, so the first one with Slack unreachable is answered as
     # Bolt answers it (bot/slack/commands.py sets it, bot/http/slack_events.py reads it).
@@ -130,14 +131,15 @@ class Listeners:
         )
 
     def after_ack(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` once the acknowledgement is on its way (Slack waits 3 s for it)."""
-        task = asyncio.create_task(work)
-        self.in_flight.add(task)
-        task.add_done_callback(self._finished)
+        """Run `work` on the work loop once the acknowledgement is on its way (Slack waits 3 s
+        for it): its database and rendering work never delays the next ack."""
+        future = self.runtime.work.spawn(work)
+        self.in_flight.add(future)
+        future.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.in_flight.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
+    def _finished(self, future: asyncio.Future[None]) -> None:
+        self.in_flight.discard(future)
+        if not future.cancelled() and (error := future.exception()) is not None:
             log.error("work after an acknowledgement failed", exc_info=error)
 
     async def drain(self, seconds: float) -> int:

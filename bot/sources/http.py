@@ -29,33 +29,51 @@ class SourceHttp:
     """The one ClientSession and the concurrency limit shared by every metric source.
 
     The session is opened on first use, inside the running event loop (aiohttp binds a session
-    to its loop), so sources can be built anywhere, before the loop runs.
+    to its loop, asyncio a semaphore), so sources can be built anywhere, before the loop runs.
+    Under `wavegate serve` every poll runs on the work loop (bot/work.py), so there is one; a
+    test that polls by hand on its own loop gets that loop's own session and limit.
     """
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         self.concurrency = concurrency
-        self.limit = asyncio.Semaphore(concurrency)
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @property
+    def limit(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop not in self._limits:
+            self._limits[loop] = asyncio.Semaphore(self.concurrency)
+        return self._limits[loop]
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = self._sessions[loop] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300),
                 headers={"User-Agent": "wavegate (metric poller)"},
                 # Every request sets its own timeout from its source's `timeout`.
                 timeout=aiohttp.ClientTimeout(total=None),
             )
-        return self._session
+        return session
 
     def shared(self) -> dict[str, Any]:
         """What `build_sources(policy, **shared)` hands every client."""
         return {"http": self}
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close every session, each on its own loop (a loop that has closed took its own
+        session with it)."""
+        here = asyncio.get_running_loop()
+        sessions, self._sessions = self._sessions, {}
+        self._limits = {}
+        for loop, session in sessions.items():
+            if loop is here:
+                await session.close()
+            elif loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
 
 
 # ---------------------------------------------------------------- helpers for the clients

@@ -19,6 +19,7 @@ from commands.incident.rules import (
 )
 from commands.policy import IncidentClass
 from commands.ports import Channel, IncidentChat, NameTaken
+from commands.wave.rules.actuation import idle
 from commands.wave.rules.pause import pause_running_rollouts
 from storage.incidents import count_declared_between
 from storage.models import Incident, PauseKind, Rollout
@@ -30,10 +31,15 @@ NAME_ATTEMPTS = 20
 
 
 async def create_channel(chat: IncidentChat, ctx: Context, summary: str) -> Channel:
-    """`inc-YYYYMMDD-N-slug`, N the incident's number that day; a taken name gets a suffix."""
+    """`inc-YYYYMMDD-N-slug`, N the incident's number that day; a taken name gets a suffix.
+
+    The unit of work's transaction is ended before Slack is called (its reads done, and what
+    it wrote so far committed), so no pooled connection or SQLite lock is held while Slack
+    answers; the incident's own rows are written after the Slack calls."""
     now = ctx.now().astimezone(UTC)
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     number = count_declared_between(day, day + timedelta(days=1), session=ctx.session) + 1
+    idle(ctx)
     prefix = ctx.policy.channels.incident_prefix
     for suffix in range(1, NAME_ATTEMPTS + 1):
         try:
@@ -84,7 +90,7 @@ async def declare_incident(
     if invitees:
         await chat.invite(channel.id, invitees)
     await chat.set_topic(channel.id, views.topic(incident, cls))
-    # Written after the Slack calls, so no database write lock is held while they run.
+    # Written after the Slack calls (no transaction is open while they run: create_channel).
     ctx.session.add(incident)
     ctx.session.flush()
     record(

@@ -16,6 +16,7 @@ from commands.incident.parse import (
     unknown_class,
 )
 from commands.text import mention, parse_mention, plural
+from commands.wave.rules.actuation import idle
 from storage.incident_loop import FollowUpState
 from storage.incidents import open_incidents
 from storage.models import Incident
@@ -40,6 +41,7 @@ async def _open_form(inv: Invocation, summary: str = "") -> bool:
     releases = [release.version for _, release in active_rollouts(session=inv.ctx.session)]
     form = views.declare_form(inv.ctx.policy, summary=summary, releases=releases)
     chat = inv.ctx.ports.chat
+    idle(inv.ctx)  # the read transaction ends before Slack is called
     return bool(chat is not None and await chat.open_modal(inv.request.trigger_id, form))
 
 

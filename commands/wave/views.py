@@ -27,6 +27,7 @@ from commands.policy import Metric, Policy, Wave
 from commands.text import escape, mention, plural, span
 from commands.values import format_duration
 from commands.wave.latest import latest_text
+from commands.wave.resend import resend_words
 from storage.models import Release, Rollout, RolloutState
 
 # Action ids of the buttons (bot/wave_actions.py listens for them).
@@ -190,7 +191,7 @@ def pending_line(view: RolloutView) -> str | None:
         )
     return (
         f"⏳ a {rollout.pending_action}{to} is in progress (sent to the deploy system), started "
-        f"by {who} {span(view.now - since)} ago"
+        f"by {who} {span(view.now - since)} ago{resend_words(rollout.pending_note) or ''}"
     )
 
 

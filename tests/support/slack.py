@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,9 @@ class FakeSlack:
     posted: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Seconds every API call takes (a slow Slack).
     delay: float = 0.0
+    # method → awaited while a call of that method is held, before it is answered (a test
+    # looks at what the caller holds meanwhile).
+    holds: dict[str, Callable[[Call], Awaitable[None]]] = field(default_factory=dict)
     # files.uploadV2: the bytes POSTed to each upload URL, by file id.
     uploads: dict[str, bytes] = field(default_factory=dict)
     _files: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -189,6 +193,8 @@ class FakeSlack:
         self.calls.append(call)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if (hold := self.holds.get(method)) is not None:
+            await hold(call)
         if method == "apps.connections.open" and self.socket_url and str(token)[:5] == "xapp-":
             return web.json_response({"ok": True, "url": self.socket_url})
         if token != BOT_TOKEN:

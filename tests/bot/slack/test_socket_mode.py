@@ -211,7 +211,7 @@ async def test_command_button_form_and_event_work_over_the_socket_and_survive_re
     told = next(p for p in slack.posts() if p.get("channel") == COMMANDER)
     assert told["text"].startswith("Declared incident #1")
 
-    # An event: a message pinned in the incident channel joins its timeline before the ack.
+    # An event: a message pinned in the incident channel joins its timeline (after the ack).
     pin = {
         "type": "pin_added",
         "user": COMMANDER,
@@ -225,6 +225,10 @@ async def test_command_button_form_and_event_work_over_the_socket_and_survive_re
         "event_ts": "1700000501.000100",
     }
     assert (await server.ack(await server.event(pin))).payload is None
+    for _ in range(200):
+        if pinned_entries(served.database_url):
+            break
+        await asyncio.sleep(0.025)
     assert pinned_entries(served.database_url) == ["📌 failing over"]
 
     # The server drops the socket: the bot asks for a new URL, reconnects, and commands work.

@@ -469,4 +469,4 @@ def test_sources_can_be_built_before_the_event_loop_runs() -> None:
     # create_app builds the clients synchronously; the session opens at the first request.
     cfg = PromConfig.model_validate({"type": "prometheus", "url": "http://127.0.0.1:1"})
     source = PrometheusSource(cfg)
-    assert source.http._session is None
+    assert source.http._sessions == {}

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
+from bot.http.keys import LISTENERS
 from storage.models import (
     AuditEvent,
     Incident,
@@ -254,7 +255,7 @@ async def test_ticking_a_step_is_a_timeline_entry_and_redraws_the_checklist(
         response_url=service.slack.response_url("tick"),
     )
     assert (await service.post_signed(interaction_body(press))).status == 200
-    await fake(service).wait_for(lambda: ("step", COMMANDER) in [t[:2] for t in timeline(service)])
+    await service.app[LISTENERS].drain(5)  # the press is recorded after the ack
     assert timeline(service)[-1] == (
         "step",
         COMMANDER,
@@ -403,6 +404,7 @@ async def test_a_pinned_message_joins_the_timeline_once(service: Service) -> Non
             f"{service.url}/slack/events", data=body, headers=json_headers(body)
         )
         assert response.status == 200
+    await service.app[LISTENERS].drain(5)  # pins are recorded after the ack
     pins = [t for t in timeline(service) if t[0] == "pin"]
     assert pins == [("pin", COMMANDER, f"📌 error rate 40% (said by <@{DEVELOPER}>)")]
 
@@ -428,6 +430,7 @@ async def test_a_pushpin_reaction_reads_the_message_and_other_reactions_are_igno
         await service.http.post(
             f"{service.url}/slack/events", data=body, headers=json_headers(body)
         )
+    await service.app[LISTENERS].drain(5)  # pins are recorded after the ack
     assert [t for t in timeline(service) if t[0] == "pin"] == [("pin", MANAGER, "📌 failover done")]
     assert len(fake(service).calls_to("conversations.history")) == 1
 
