@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +84,16 @@ def live_rollout_counts(*, session: Session) -> tuple[int, int]:
 
 def running_rollout_ids(*, session: Session) -> list[int]:
     return [int(i) for i in core_connection(session).execute(_RUNNING_IDS).scalars()]
+
+
+def rollouts_by_id(ids: Sequence[int], *, session: Session) -> dict[int, Rollout]:
+    """Many rollouts in one query, their releases loaded into the session beside them."""
+    query = (
+        select(Rollout, Release)
+        .join(Release, col(Release.id) == col(Rollout.release_id))
+        .where(col(Rollout.id).in_(list(ids)))
+    )
+    return {r.id: r for r, _ in session.exec(query) if r.id is not None}
 
 
 def list_rollouts(

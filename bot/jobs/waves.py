@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
@@ -22,23 +23,28 @@ from bot.jobs.job import Job, at_start, fence_of
 from bot.leader import fenced
 from bot.runtime import Runtime
 from bot.telemetry import observe_poll
-from commands.analysis.checks import apply, check_traffic, plan_checks, run_checks
+from commands.analysis.checks import Checks, apply, check_traffic, plan_checks, run_checks
+from commands.analysis.guardrails import Drift
 from commands.analysis.judge import Verdict
 from commands.analysis.measure import Phase, Reading, classify
-from commands.analysis.reads import read_due
+from commands.analysis.reads import DuePoll, read_due
+from commands.analysis.standing import store_polls, wave_standing
 from commands.core import Clock, Context
 from commands.policy import Metric
 from commands.wave.rules.base import plan_of
 from commands.wave.rules.posts import refresh_status
-from commands.wave.rules.reactions import daily_digest, due_polls, react, record_readings
-from storage.measurements import wave_measurements
+from commands.wave.rules.reactions import daily_digest, due_polls, quiet, react, taken_of
 from storage.models import Rollout, RolloutState
-from storage.rollouts import get_rollout, running_rollout_ids
+from storage.rollouts import get_rollout, rollouts_by_id, running_rollout_ids
+from storage.tallies import TallyRow, tallies_of
 
 log = logging.getLogger(__name__)
 
-# Rollouts polled at once in a cycle.
+# Rollouts whose metrics are read at once in a cycle.
 POLL_CONCURRENCY = 16
+# Rollouts planned in one unit of work, and stored and judged in one at most.
+PLAN_BATCH = 250
+WRITE_BATCH = 250
 
 
 def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
@@ -47,65 +53,190 @@ def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
         observe_poll(metric.source, classify(metric, reading).phase.value)
 
 
-async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
-    """Take the due polls of one running rollout, then judge and react. None: not running."""
-    sources = runtime.ports.sources
+@dataclass
+class Polled:
+    """One rollout's poll as it moves through the pipeline: planned, read, stored, judged."""
+
+    rollout_id: int
+    wave_index: int
+    due: list[DuePoll]
+    checks: Checks
+    # The planning unit's context (its session closed): policy, clock and ports for the checks.
+    ctx: Context
+    readings: list[tuple[Metric, Reading]] = field(default_factory=list)
+    drift: Drift | None = None
+    verdict: Verdict | None = None
+
+
+def _plan(runtime: Runtime, ids: Sequence[int]) -> list[Polled]:
+    """What is due of each running rollout of `ids`, in one short unit of work."""
+    planned = []
     with runtime.unit() as ctx:
-        rollout = get_rollout(rollout_id, session=ctx.session)
-        if rollout is None or rollout.state != RolloutState.running:
-            return None
-        due = due_polls(ctx, rollout)
-        wave_index = rollout.wave_index
-        checks = plan_checks(runtime.poll_memory, ctx, rollout)
-    readings = await asyncio.gather(*(read_due(sources, d) for d in due))
-    readings = await check_traffic(
-        sources, checks, [(d.metric, r) for d, r in zip(due, readings, strict=True)]
-    )
-    count_polls([(d.metric, r) for d, r in zip(due, readings, strict=True)])
+        rollouts = rollouts_by_id(ids, session=ctx.session)
+        running = [r for r in rollouts.values() if r.state == RolloutState.running]
+        keys = [(r.id, r.wave_index) for r in running if r.id is not None]
+        tallies = tallies_of(keys, session=ctx.session)
+        for rollout in running:
+            assert rollout.id is not None
+            due = due_polls(ctx, rollout, tallies=tallies[(rollout.id, rollout.wave_index)])
+            checks = plan_checks(runtime.poll_memory, ctx, rollout)
+            planned.append(Polled(rollout.id, rollout.wave_index, due, checks, ctx))
+    return planned
+
+
+async def _read(runtime: Runtime, polled: Polled) -> None:
+    """The metric reads and the checks of one rollout, with no transaction open."""
+    sources = runtime.ports.sources
+    readings = await asyncio.gather(*(read_due(sources, d) for d in polled.due))
+    pairs = [(d.metric, r) for d, r in zip(polled.due, readings, strict=True)]
+    readings = await check_traffic(sources, polled.checks, pairs)
+    polled.readings = [(d.metric, r) for d, r in zip(polled.due, readings, strict=True)]
+    count_polls(polled.readings)
     # Health probe at a wave's first poll, SLO burn rates (commands/analysis/checks.py).
-    drift = await run_checks(ctx, checks)
-    async with runtime.poll_writes:
-        with runtime.unit() as ctx:
-            rollout = get_rollout(rollout_id, session=ctx.session)
+    polled.drift = await run_checks(polled.ctx, polled.checks)
+
+
+def _store(runtime: Runtime, batch: Sequence[Polled]) -> list[tuple[Polled, int]]:
+    """Store and judge the polls of `batch` in one unit of work (one insert of the polls, one
+    read and write of their tallies). Returns the rollouts whose reaction has work to do, with
+    how many polls each stored; the others are settled here."""
+    busy = []
+    with runtime.unit() as ctx:
+        rollouts = rollouts_by_id([p.rollout_id for p in batch], session=ctx.session)
+        takens = {}
+        for polled in batch:
+            rollout = rollouts.get(polled.rollout_id)
             if rollout is None:
-                return None
-            recorded = record_readings(
+                continue
+            taken = taken_of(
                 ctx,
                 rollout,
-                wave_index=wave_index,
+                wave_index=polled.wave_index,
                 taken_at=ctx.now(),
-                readings=[(d.metric, r) for d, r in zip(due, readings, strict=True)],
+                readings=polled.readings,
             )
-    # The reaction runs outside the lock: an action it takes is claimed and settled in short
-    # transactions of its own, with nothing held while the deploy system answers (DESIGN §10).
+            if taken is not None:
+                takens[polled.rollout_id] = taken
+        tallies = store_polls(list(takens.values()), session=ctx.session)
+        for polled in batch:
+            rollout = rollouts.get(polled.rollout_id)
+            if rollout is None:
+                continue
+            recorded = len(polled.readings) if polled.rollout_id in takens else 0
+            key = (polled.rollout_id, rollout.wave_index)
+            settled, verdict = (False, None)
+            if polled.drift is None and key in tallies:
+                settled, verdict = quiet(ctx, rollout, tallies[key])
+            if not settled:
+                busy.append((polled, recorded))
+                continue
+            polled.verdict = verdict
+            if recorded:
+                refresh_status(ctx, rollout)  # new values, the same verdict
+    return busy
+
+
+async def _react(runtime: Runtime, polled: Polled, recorded: int) -> None:
+    """The full reaction of one rollout, in units of its own: an action it takes is claimed and
+    settled in short transactions, nothing held while the deploy system answers (DESIGN §10)."""
     with runtime.unit() as ctx:
-        rollout = get_rollout(rollout_id, session=ctx.session)
+        rollout = get_rollout(polled.rollout_id, session=ctx.session)
         if rollout is None:
-            return None
+            return
         before = (rollout.version, rollout.verdict)
-        verdict = await react(ctx, rollout)
-        if drift is not None:
-            await apply(ctx, rollout, checks, drift)
+        polled.verdict = await react(ctx, rollout)
+        if polled.drift is not None:
+            await apply(ctx, rollout, polled.checks, polled.drift)
         if recorded and (rollout.version, rollout.verdict) == before:
             refresh_status(ctx, rollout)  # new values; a change already published
-    return verdict
+
+
+async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdict | None]:
+    """Poll the running rollouts of `ids`; their verdicts (None: not judged).
+
+    What is due is planned PLAN_BATCH rollouts to a unit of work; the reads run with no
+    transaction open, POLL_CONCURRENCY rollouts at a time; whatever readings are ready are
+    stored and judged together in one unit (at most WRITE_BATCH rollouts), the writes taking
+    turns; a reaction that acts runs in units of its own. So a slow source or deploy system
+    holds up only its own rollout, and a steady poll costs a share of a few statements.
+    """
+    ready: asyncio.Queue[Polled | None] = asyncio.Queue()
+    limit = asyncio.Semaphore(POLL_CONCURRENCY)
+    polled_all: list[Polled] = []
+    reactions: list[asyncio.Task[None]] = []
+
+    async def read(polled: Polled) -> None:
+        async with limit:
+            try:
+                await _read(runtime, polled)
+            except Exception:  # one rollout's trouble must not starve the others
+                log.exception("polling rollout %s failed", polled.rollout_id)
+                return
+        await ready.put(polled)
+
+    async def react_one(polled: Polled, recorded: int) -> None:
+        try:
+            await _react(runtime, polled, recorded)
+        except Exception:
+            log.exception("reacting to rollout %s failed", polled.rollout_id)
+
+    async def write(batch: list[Polled]) -> None:
+        async with runtime.poll_writes:
+            try:
+                busy = _store(runtime, batch)
+            except Exception:  # one rollout's trouble must not lose the others' polls
+                log.exception("storing a batch of %s polls failed; one by one", len(batch))
+                busy = []
+                for polled in batch:
+                    try:
+                        busy += _store(runtime, [polled])
+                    except Exception:
+                        log.exception("polling rollout %s failed", polled.rollout_id)
+        reactions.extend(asyncio.create_task(react_one(p, n)) for p, n in busy)
+
+    async def writer() -> None:
+        """Stores whatever is ready, until the end (None) comes."""
+        while True:
+            item = await ready.get()
+            batch: list[Polled] = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= WRITE_BATCH or ready.empty():
+                    break
+                item = ready.get_nowait()
+            if batch:
+                await write(batch)
+            if item is None:
+                return
+
+    writing = asyncio.create_task(writer())
+    reads: list[asyncio.Task[None]] = []
+    try:
+        for start in range(0, len(ids), PLAN_BATCH):
+            for polled in _plan(runtime, ids[start : start + PLAN_BATCH]):
+                polled_all.append(polled)
+                reads.append(asyncio.create_task(read(polled)))
+            await asyncio.sleep(0)  # the reads begin while the next batch is planned
+        await asyncio.gather(*reads)
+        await ready.put(None)
+        await writing
+        await asyncio.gather(*reactions)
+    finally:
+        for task in (writing, *reads, *reactions):
+            task.cancel()
+    return {p.rollout_id: p.verdict for p in polled_all}
+
+
+async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
+    """Take the due polls of one running rollout, then judge and react. None: not running."""
+    return (await poll_rollouts(runtime, [rollout_id])).get(rollout_id)
 
 
 async def poll_cycle(runtime: Runtime) -> None:
-    """Poll every running rollout, POLL_CONCURRENCY at a time: their metric reads overlap (the
-    sources' shared limit bounds the load on the backends), their writes take turns."""
+    """Poll every running rollout (bot/jobs/waves.py `poll_rollouts`)."""
     with runtime.unit() as ctx:
         ids = running_rollout_ids(session=ctx.session)
-    limit = asyncio.Semaphore(POLL_CONCURRENCY)
-
-    async def one(rollout_id: int) -> None:
-        async with limit:
-            try:
-                await poll_rollout(runtime, rollout_id)
-            except Exception:  # one rollout's trouble must not starve the others
-                log.exception("polling rollout %s failed", rollout_id)
-
-    await asyncio.gather(*(one(rollout_id) for rollout_id in ids))
+    await poll_rollouts(runtime, ids)
 
 
 async def post_digest(runtime: Runtime) -> None:
@@ -121,26 +252,32 @@ LOOK_EVERY = timedelta(seconds=1)
 SLACK = timedelta(milliseconds=2)
 
 
-def next_poll_at(ctx: Context, rollout: Rollout) -> datetime | None:
+def next_poll_at(
+    ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
+) -> datetime | None:
     """When the next metric of the rollout's current wave is due; None: it has no metrics.
 
     The same rule as `due_polls` (commands/wave/rules/reactions.py): a metric never polled in
     this wave is due at once; otherwise at its last poll plus `interval`, or plus `error_retry`
-    (capped at the interval) after an error.
+    (capped at the interval) after an error. `tallies`: the wave's, when read already.
     """
     assert rollout.id is not None
     wave = plan_of(ctx, rollout)[rollout.wave_index]
-    rows = wave_measurements(
-        rollout.id, rollout.wave_index, since=rollout.wave_started_at, session=ctx.session
+    metrics = ctx.policy.wave_metrics(wave)
+    standing = wave_standing(
+        (rollout.id, rollout.wave_index),
+        rollout.wave_started_at,
+        metrics,
+        session=ctx.session,
+        rows=tallies,
     )
     times = []
-    for metric in ctx.policy.wave_metrics(wave):
-        taken = rows.get(metric.id)
-        if not taken:
+    for metric in metrics:
+        last = standing[metric.id].last
+        if last is None or last.at is None:
             return rollout.wave_started_at  # never polled in this wave: due since it began
-        last = taken[-1]
         wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
-        times.append(last.taken_at + wait)
+        times.append(last.at + wait)
     return min(times, default=None)
 
 
@@ -155,24 +292,28 @@ class Poller:
         self.judged: dict[int, datetime] = {}
 
     def _schedule(self) -> tuple[list[int], datetime | None]:
-        """The rollouts due now, and when the next one that is not falls due."""
+        """The rollouts due now, and when the next one that is not falls due (a few queries
+        for all of them: the rollouts, then their waves' tallies)."""
         with self.runtime.unit() as ctx:
             now = ctx.now()
             due, upcoming = [], []
             ids = running_rollout_ids(session=ctx.session)
-            for rollout_id in ids:
-                rollout = get_rollout(rollout_id, session=ctx.session)
-                if rollout is None:
-                    continue
-                last = self.judged.get(rollout_id)
-                when = next_poll_at(ctx, rollout)
-                if last is not None:
-                    fallback = last + self.runtime.poll_every
-                    when = fallback if when is None else min(when, fallback)
-                if when is None or when <= now:
-                    due.append(rollout_id)
-                else:
-                    upcoming.append(when)
+            for start in range(0, len(ids), PLAN_BATCH):
+                rollouts = rollouts_by_id(ids[start : start + PLAN_BATCH], session=ctx.session)
+                keys = [(r.id, r.wave_index) for r in rollouts.values() if r.id is not None]
+                tallies = tallies_of(keys, session=ctx.session)
+                for rollout_id, rollout in sorted(rollouts.items()):
+                    last = self.judged.get(rollout_id)
+                    when = next_poll_at(
+                        ctx, rollout, tallies=tallies[(rollout_id, rollout.wave_index)]
+                    )
+                    if last is not None:
+                        fallback = last + self.runtime.poll_every
+                        when = fallback if when is None else min(when, fallback)
+                    if when is None or when <= now:
+                        due.append(rollout_id)
+                    else:
+                        upcoming.append(when)
             for gone in set(self.judged) - set(ids):
                 del self.judged[gone]
         return due, min(upcoming, default=None)
@@ -181,17 +322,13 @@ class Poller:
         """Poll what is due; returns how long (on the runtime's clock) until the next thing is."""
         due, upcoming = self._schedule()
         if due:
-            limit = asyncio.Semaphore(POLL_CONCURRENCY)
-
-            async def one(rollout_id: int) -> None:
-                async with limit:
-                    try:
-                        await poll_rollout(self.runtime, rollout_id)
-                    except Exception:  # one rollout's trouble must not starve the others
-                        log.exception("polling rollout %s failed", rollout_id)
-                    self.judged[rollout_id] = self.runtime.clock()
-
-            await asyncio.gather(*(one(rollout_id) for rollout_id in due))
+            try:
+                await poll_rollouts(self.runtime, due)
+            except Exception:  # one cycle's trouble must not stop the loop
+                log.exception("polling %s rollouts failed", len(due))
+            at = self.runtime.clock()
+            for rollout_id in due:
+                self.judged[rollout_id] = at
             _, upcoming = self._schedule()
         if upcoming is None:
             return LOOK_EVERY
