@@ -29,7 +29,7 @@ from commands.analysis.judge import Verdict
 from commands.analysis.measure import Phase, Reading, classify
 from commands.analysis.reads import DuePoll, read_due
 from commands.analysis.standing import store_polls, wave_standing
-from commands.core import Clock, Context
+from commands.core import Clock, Conflict, Context
 from commands.policy import Metric
 from commands.wave.rules.base import plan_of
 from commands.wave.rules.posts import refresh_status
@@ -78,8 +78,12 @@ def _plan(runtime: Runtime, ids: Sequence[int]) -> list[Polled]:
         tallies = tallies_of(keys, session=ctx.session)
         for rollout in running:
             assert rollout.id is not None
-            due = due_polls(ctx, rollout, tallies=tallies[(rollout.id, rollout.wave_index)])
-            checks = plan_checks(runtime.poll_memory, ctx, rollout)
+            try:
+                due = due_polls(ctx, rollout, tallies=tallies[(rollout.id, rollout.wave_index)])
+                checks = plan_checks(runtime.poll_memory, ctx, rollout)
+            except Conflict:  # its plan left the policy: one rollout's trouble, not the cycle's
+                log.exception("polling rollout %s failed", rollout.id)
+                continue
             planned.append(Polled(rollout.id, rollout.wave_index, due, checks, ctx))
     return planned
 
