@@ -42,9 +42,10 @@ log = logging.getLogger(__name__)
 
 # Rollouts whose metrics are read at once in a cycle.
 POLL_CONCURRENCY = 16
-# Rollouts planned in one unit of work, and stored and judged in one at most.
-PLAN_BATCH = 250
-WRITE_BATCH = 250
+# Rollouts planned in one unit of work, and stored and judged in one at most: large enough that
+# a batch's few statements cost little per poll, small enough that the loop is not held long.
+PLAN_BATCH = 50
+WRITE_BATCH = 50
 
 
 def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
@@ -210,6 +211,7 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
                 item = ready.get_nowait()
             if batch:
                 await write(batch)
+                await asyncio.sleep(0)  # let the app answer between batches
             if item is None:
                 return
 
