@@ -17,18 +17,29 @@ import hypothesis.strategies as st
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from commands.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_tally
 from commands.analysis.measure import MISCONFIGURED, Phase, Poll
+from commands.analysis.retention import roll_up_measurements
 from commands.analysis.standing import Taken, store_polls, wave_standing
 from commands.analysis.tally import VALUES_KEPT, tally_of
 from commands.analysis.verdicts import polls_of
-from commands.policy import Metric
+from commands.core import Context
+from commands.policy import Metric, Policy
 from commands.values import format_duration
 from storage.measurements import wave_measurements
-from storage.models import MeasurementTally, Release, ReleaseState, Rollout, RolloutState
+from storage.models import (
+    MeasurementSummary,
+    MeasurementTally,
+    Release,
+    ReleaseState,
+    Rollout,
+    RolloutState,
+)
 from storage.tallies import wave_tallies
+from tests.commands.analysis.test_retention import close
+from tests.support.clock import FakeClock
 
 T0 = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 
@@ -294,3 +305,42 @@ def test_stored_tallies_judge_as_the_raw_polls(
         tallied, reread = verdicts_both_ways(session, rollout, since, judged, passed)
         assert tallied == reread
         session.rollback()
+
+
+def test_retention_rolls_up_what_was_stored_with_tallies_and_drops_their_tallies(
+    any_engine: Engine, policy: Policy
+) -> None:
+    """Polls stored through the tallies roll up into the summaries their raw polls give; the
+    tally of a rolled-up wave goes with its raw polls, an active wave's stays and still judges
+    as its raw polls do."""
+    phases = [Phase.successful, Phase.failed, Phase.inconclusive, Phase.error]
+    with Session(any_engine, expire_on_commit=False) as session:
+        done = add_rollout(session, "1.0")
+        done.state = RolloutState.complete
+        active = add_rollout(session, "2.0")
+        assert done.id is not None
+        assert active.id is not None
+        for index in range(30):
+            at = T0 + timedelta(minutes=index)
+            poll = Poll(phases[index % 4], None if index % 4 == 3 else index / 10, "q", at=at)
+            batch = [Taken((done.id, 0), T0, at, [("m0", poll)])]
+            batch.append(Taken((active.id, 0), T0, at, [("m0", poll)]))
+            store_polls(batch, session=session)
+        session.commit()
+    later = T0 + timedelta(days=30)
+    with Session(any_engine, expire_on_commit=False) as session:
+        result = roll_up_measurements(
+            Context(session=session, policy=policy, clock=FakeClock(later))
+        )
+        session.commit()
+        assert (result.summaries, result.deleted) == (1, 30)
+        summary = session.exec(select(MeasurementSummary)).one()
+        assert (summary.polls, summary.successful, summary.failed) == (30, 8, 8)
+        assert (summary.inconclusive, summary.error, summary.valued) == (7, 7, 23)
+        assert close(summary.max, 2.9)
+        assert wave_tallies(done.id, 0, session=session) == {}
+        assert wave_tallies(active.id, 0, session=session)["m0"].polls == 30
+        metric = Metric.model_validate({"id": "m0", "source": "prom", "success": ">= 1"})
+        tallied, reread = verdicts_both_ways(session, active, T0, [metric], True)
+        assert tallied == reread
+        assert tallied[0].verdict == Verdict.failed
