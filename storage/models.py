@@ -97,6 +97,9 @@ class OutboxPost(SQLModel, table=True):
     claimed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     dead_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
+    # The status message's last version (`last_post_at`, read at every poll of a rollout).
+    __table_args__ = (sa.Index("ix_outbox_post_message_key", "message_key", "id"),)
+
 
 class SlackMessage(SQLModel, table=True):
     """Where a keyed message landed, so it can be updated in place and threaded under."""

@@ -87,13 +87,17 @@ def running_rollout_ids(*, session: Session) -> list[int]:
 
 
 def rollouts_by_id(ids: Sequence[int], *, session: Session) -> dict[int, Rollout]:
-    """Many rollouts in one query, their releases loaded into the session beside them."""
+    """Many rollouts in one query, their releases loaded beside them (and held in the
+    session's `info` for its life, so `session.get(Release, …)` finds them without a query:
+    the identity map holds its objects weakly)."""
     query = (
         select(Rollout, Release)
         .join(Release, col(Release.id) == col(Rollout.release_id))
         .where(col(Rollout.id).in_(list(ids)))
     )
-    return {r.id: r for r, _ in session.exec(query) if r.id is not None}
+    rows = list(session.exec(query))
+    session.info.setdefault("held", []).extend(rows)
+    return {r.id: r for r, _ in rows if r.id is not None}
 
 
 def list_rollouts(

@@ -31,10 +31,11 @@ from commands.analysis.reads import DuePoll, read_due
 from commands.analysis.standing import store_polls, wave_standing
 from commands.core import Clock, Conflict, Context
 from commands.policy import Metric
-from commands.wave.rules.base import plan_of
-from commands.wave.rules.posts import refresh_status
+from commands.wave.rules.base import plan_of, thread_key
+from commands.wave.rules.posts import STATUS_REFRESH, refresh_status
 from commands.wave.rules.reactions import daily_digest, due_polls, quiet, react, taken_of
 from storage.models import Rollout, RolloutState
+from storage.outbox import last_posts_at
 from storage.rollouts import get_rollout, rollouts_by_id, running_rollout_ids
 from storage.tallies import TallyRow, tallies_of
 
@@ -46,6 +47,8 @@ POLL_CONCURRENCY = 16
 # a batch's few statements cost little per poll, small enough that the loop is not held long.
 PLAN_BATCH = 50
 WRITE_BATCH = 50
+# How long the writer waits for more readings after the first before it stores a batch.
+GATHER = timedelta(milliseconds=50)
 
 
 def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
@@ -123,6 +126,7 @@ def _store(runtime: Runtime, batch: Sequence[Polled]) -> list[tuple[Polled, int]
             if taken is not None:
                 takens[polled.rollout_id] = taken
         tallies = store_polls(list(takens.values()), session=ctx.session)
+        posted = last_posts_at([thread_key(r) for r in rollouts.values()], session=ctx.session)
         for polled in batch:
             rollout = rollouts.get(polled.rollout_id)
             if rollout is None:
@@ -136,7 +140,8 @@ def _store(runtime: Runtime, batch: Sequence[Polled]) -> list[tuple[Polled, int]
                 busy.append((polled, recorded))
                 continue
             polled.verdict = verdict
-            if recorded:
+            last = posted.get(thread_key(rollout))
+            if recorded and (last is None or ctx.now() - last >= STATUS_REFRESH):
                 refresh_status(ctx, rollout)  # new values, the same verdict
     return busy
 
@@ -170,14 +175,18 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
     polled_all: list[Polled] = []
     reactions: list[asyncio.Task[None]] = []
 
+    reading = [0]  # reads not finished yet
+
     async def read(polled: Polled) -> None:
-        async with limit:
-            try:
+        reading[0] += 1
+        try:
+            async with limit:
                 await _read(runtime, polled)
-            except Exception:  # one rollout's trouble must not starve the others
-                log.exception("polling rollout %s failed", polled.rollout_id)
-                return
-        await ready.put(polled)
+            await ready.put(polled)
+        except Exception:  # one rollout's trouble must not starve the others
+            log.exception("polling rollout %s failed", polled.rollout_id)
+        finally:
+            reading[0] -= 1
 
     async def react_one(polled: Polled, recorded: int) -> None:
         try:
@@ -200,9 +209,12 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
         reactions.extend(asyncio.create_task(react_one(p, n)) for p, n in busy)
 
     async def writer() -> None:
-        """Stores whatever is ready, until the end (None) comes."""
+        """Stores what is ready until the end (None) comes; while reads are still out, it
+        gathers for GATHER after the first, so a cycle makes fewer, larger commits."""
         while True:
             item = await ready.get()
+            if item is not None and reading[0] and ready.qsize() < WRITE_BATCH - 1:
+                await asyncio.sleep(GATHER.total_seconds())
             batch: list[Polled] = []
             while item is not None:
                 batch.append(item)
