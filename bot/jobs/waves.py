@@ -14,151 +14,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.jobs import poll_steps as steps
 from bot.jobs.job import Job, at_start, fence_of
 from bot.leader import fenced
 from bot.runtime import Runtime
-from bot.telemetry import observe_poll
-from commands.analysis.checks import Checks, apply, check_traffic, plan_checks, run_checks
-from commands.analysis.guardrails import Drift
 from commands.analysis.judge import Verdict
-from commands.analysis.measure import Phase, Reading, classify
-from commands.analysis.reads import DuePoll, read_due
-from commands.analysis.standing import store_polls, wave_standing
-from commands.core import Clock, Conflict, Context
-from commands.policy import Metric
-from commands.wave.rules.base import plan_of, thread_key
-from commands.wave.rules.posts import STATUS_REFRESH, refresh_status
-from commands.wave.rules.reactions import daily_digest, due_polls, quiet, react, taken_of
-from storage.models import Rollout, RolloutState
-from storage.outbox import last_posts_at
-from storage.rollouts import get_rollout, rollouts_by_id, running_rollout_ids
+from commands.analysis.measure import Phase
+from commands.analysis.standing import wave_standing
+from commands.core import Clock, Context
+from commands.wave.rules.base import plan_of
+from commands.wave.rules.reactions import daily_digest
+from storage.models import Rollout
+from storage.rollouts import rollouts_by_id, running_rollout_ids
 from storage.tallies import TallyRow, tallies_of
 
 log = logging.getLogger(__name__)
 
 # Rollouts whose metrics are read at once in a cycle.
 POLL_CONCURRENCY = 16
-# Rollouts planned in one unit of work, and stored and judged in one at most: large enough that
-# a batch's few statements cost little per poll, small enough that the loop is not held long.
+# Rollouts planned in one unit of work, and stored and judged in one at most.
 PLAN_BATCH = 50
 WRITE_BATCH = 50
+# At most one rollout in this many refreshes its status message with new values in one run.
+STATUS_SHARE = 5
 # How long the writer waits for more readings after the first before it stores a batch.
 GATHER = timedelta(milliseconds=50)
-
-
-def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
-    """`wavegate_polls_total{source, phase}` for /metrics."""
-    for metric, reading in readings:
-        observe_poll(metric.source, classify(metric, reading).phase.value)
-
-
-@dataclass
-class Polled:
-    """One rollout's poll as it moves through the pipeline: planned, read, stored, judged."""
-
-    rollout_id: int
-    wave_index: int
-    due: list[DuePoll]
-    checks: Checks
-    # The planning unit's context (its session closed): policy, clock and ports for the checks.
-    ctx: Context
-    readings: list[tuple[Metric, Reading]] = field(default_factory=list)
-    drift: Drift | None = None
-    verdict: Verdict | None = None
-
-
-def _plan(runtime: Runtime, ids: Sequence[int]) -> list[Polled]:
-    """What is due of each running rollout of `ids`, in one short unit of work."""
-    planned = []
-    with runtime.unit() as ctx:
-        rollouts = rollouts_by_id(ids, session=ctx.session)
-        running = [r for r in rollouts.values() if r.state == RolloutState.running]
-        keys = [(r.id, r.wave_index) for r in running if r.id is not None]
-        tallies = tallies_of(keys, session=ctx.session)
-        for rollout in running:
-            assert rollout.id is not None
-            try:
-                due = due_polls(ctx, rollout, tallies=tallies[(rollout.id, rollout.wave_index)])
-                checks = plan_checks(runtime.poll_memory, ctx, rollout)
-            except Conflict:  # its plan left the policy: one rollout's trouble, not the cycle's
-                log.exception("polling rollout %s failed", rollout.id)
-                continue
-            planned.append(Polled(rollout.id, rollout.wave_index, due, checks, ctx))
-    return planned
-
-
-async def _read(runtime: Runtime, polled: Polled) -> None:
-    """The metric reads and the checks of one rollout, with no transaction open."""
-    sources = runtime.ports.sources
-    readings = await asyncio.gather(*(read_due(sources, d) for d in polled.due))
-    pairs = [(d.metric, r) for d, r in zip(polled.due, readings, strict=True)]
-    readings = await check_traffic(sources, polled.checks, pairs)
-    polled.readings = [(d.metric, r) for d, r in zip(polled.due, readings, strict=True)]
-    count_polls(polled.readings)
-    # Health probe at a wave's first poll, SLO burn rates (commands/analysis/checks.py).
-    polled.drift = await run_checks(polled.ctx, polled.checks)
-
-
-def _store(runtime: Runtime, batch: Sequence[Polled]) -> list[tuple[Polled, int]]:
-    """Store and judge the polls of `batch` in one unit of work (one insert of the polls, one
-    read and write of their tallies). Returns the rollouts whose reaction has work to do, with
-    how many polls each stored; the others are settled here."""
-    busy = []
-    with runtime.unit() as ctx:
-        rollouts = rollouts_by_id([p.rollout_id for p in batch], session=ctx.session)
-        takens = {}
-        for polled in batch:
-            rollout = rollouts.get(polled.rollout_id)
-            if rollout is None:
-                continue
-            taken = taken_of(
-                ctx,
-                rollout,
-                wave_index=polled.wave_index,
-                taken_at=ctx.now(),
-                readings=polled.readings,
-            )
-            if taken is not None:
-                takens[polled.rollout_id] = taken
-        tallies = store_polls(list(takens.values()), session=ctx.session)
-        posted = last_posts_at([thread_key(r) for r in rollouts.values()], session=ctx.session)
-        for polled in batch:
-            rollout = rollouts.get(polled.rollout_id)
-            if rollout is None:
-                continue
-            recorded = len(polled.readings) if polled.rollout_id in takens else 0
-            key = (polled.rollout_id, rollout.wave_index)
-            settled, verdict = (False, None)
-            if polled.drift is None and key in tallies:
-                settled, verdict = quiet(ctx, rollout, tallies[key])
-            if not settled:
-                busy.append((polled, recorded))
-                continue
-            polled.verdict = verdict
-            last = posted.get(thread_key(rollout))
-            if recorded and (last is None or ctx.now() - last >= STATUS_REFRESH):
-                refresh_status(ctx, rollout)  # new values, the same verdict
-    return busy
-
-
-async def _react(runtime: Runtime, polled: Polled, recorded: int) -> None:
-    """The full reaction of one rollout, in units of its own: an action it takes is claimed and
-    settled in short transactions, nothing held while the deploy system answers (DESIGN §10)."""
-    with runtime.unit() as ctx:
-        rollout = get_rollout(polled.rollout_id, session=ctx.session)
-        if rollout is None:
-            return
-        before = (rollout.version, rollout.verdict)
-        polled.verdict = await react(ctx, rollout)
-        if polled.drift is not None:
-            await apply(ctx, rollout, polled.checks, polled.drift)
-        if recorded and (rollout.version, rollout.verdict) == before:
-            refresh_status(ctx, rollout)  # new values; a change already published
 
 
 async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdict | None]:
@@ -170,40 +54,41 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
     turns; a reaction that acts runs in units of its own. So a slow source or deploy system
     holds up only its own rollout, and a steady poll costs a share of a few statements.
     """
-    ready: asyncio.Queue[Polled | None] = asyncio.Queue()
+    ready: asyncio.Queue[steps.Polled | None] = asyncio.Queue()
     limit = asyncio.Semaphore(POLL_CONCURRENCY)
-    polled_all: list[Polled] = []
+    polled_all: list[steps.Polled] = []
     reactions: list[asyncio.Task[None]] = []
 
     reading = [0]  # reads not finished yet
+    refreshes = steps.Refreshes(len(ids) // STATUS_SHARE + 1)
 
-    async def read(polled: Polled) -> None:
+    async def read(polled: steps.Polled) -> None:
         reading[0] += 1
         try:
             async with limit:
-                await _read(runtime, polled)
+                await steps.read(runtime, polled)
             await ready.put(polled)
         except Exception:  # one rollout's trouble must not starve the others
             log.exception("polling rollout %s failed", polled.rollout_id)
         finally:
             reading[0] -= 1
 
-    async def react_one(polled: Polled, recorded: int) -> None:
+    async def react_one(polled: steps.Polled, recorded: int) -> None:
         try:
-            await _react(runtime, polled, recorded)
+            await steps.react_in_full(runtime, polled, recorded)
         except Exception:
             log.exception("reacting to rollout %s failed", polled.rollout_id)
 
-    async def write(batch: list[Polled]) -> None:
+    async def write(batch: list[steps.Polled]) -> None:
         async with runtime.poll_writes:
             try:
-                busy = _store(runtime, batch)
+                busy = steps.store(runtime, batch, refreshes)
             except Exception:  # one rollout's trouble must not lose the others' polls
                 log.exception("storing a batch of %s polls failed; one by one", len(batch))
                 busy = []
                 for polled in batch:
                     try:
-                        busy += _store(runtime, [polled])
+                        busy += steps.store(runtime, [polled], refreshes)
                     except Exception:
                         log.exception("polling rollout %s failed", polled.rollout_id)
         reactions.extend(asyncio.create_task(react_one(p, n)) for p, n in busy)
@@ -215,7 +100,7 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
             item = await ready.get()
             if item is not None and reading[0] and ready.qsize() < WRITE_BATCH - 1:
                 await asyncio.sleep(GATHER.total_seconds())
-            batch: list[Polled] = []
+            batch: list[steps.Polled] = []
             while item is not None:
                 batch.append(item)
                 if len(batch) >= WRITE_BATCH or ready.empty():
@@ -231,7 +116,7 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
     reads: list[asyncio.Task[None]] = []
     try:
         for start in range(0, len(ids), PLAN_BATCH):
-            for polled in _plan(runtime, ids[start : start + PLAN_BATCH]):
+            for polled in steps.plan(runtime, ids[start : start + PLAN_BATCH]):
                 polled_all.append(polled)
                 reads.append(asyncio.create_task(read(polled)))
             await asyncio.sleep(0)  # the reads begin while the next batch is planned
