@@ -68,6 +68,7 @@ def plan(runtime: Runtime, ids: Sequence[int]) -> list[Polled]:
                 log.exception("polling rollout %s failed", rollout.id)
                 continue
             planned.append(Polled(rollout.id, rollout.wave_index, due, checks, ctx))
+        ctx.session.info.pop("held", None)  # the reads keep `ctx`, not the rows it loaded
     return planned
 
 
