@@ -9,7 +9,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from storage.db import core_connection
-from storage.models import Measurement, MeasurementSummary, Rollout, RolloutState
+from storage.models import (
+    Measurement,
+    MeasurementSummary,
+    MeasurementTally,
+    Rollout,
+    RolloutState,
+)
 from storage.types import UtcDateTime
 
 
@@ -126,6 +132,7 @@ class RawTally:
 
 _M = Measurement.__table__  # type: ignore[attr-defined]
 _R = Rollout.__table__  # type: ignore[attr-defined]
+_T = MeasurementTally.__table__  # type: ignore[attr-defined]
 # A wave is active while it is the current wave of a running or paused rollout.
 _IN_ACTIVE_WAVE = sa.and_(
     sa.or_(*(_R.c.state == state for state in (RolloutState.running, RolloutState.paused))),
@@ -165,12 +172,21 @@ def raw_polls(key: WaveMetric, *, session: Session) -> list[RawPoll]:
 
 
 def replace_with_summary(summary: MeasurementSummary, *, session: Session) -> int:
-    """Store the summary of a wave's metric and delete the raw polls it summarises, in the
-    caller's transaction. Returns how many raw polls were deleted."""
+    """Store the summary of a wave's metric and delete the raw polls it summarises (and their
+    tally: nothing judges a finished wave again), in the caller's transaction. Returns how many
+    raw polls were deleted."""
     key = WaveMetric(summary.rollout_id, summary.wave_index, summary.metric)
     session.add(summary)
     session.flush()
-    result = core_connection(session).execute(sa.delete(_M).where(_of(key)))
+    connection = core_connection(session)
+    result = connection.execute(sa.delete(_M).where(_of(key)))
+    connection.execute(
+        sa.delete(_T).where(
+            _T.c.rollout_id == key.rollout_id,
+            _T.c.wave_index == key.wave_index,
+            _T.c.metric == key.metric,
+        )
+    )
     return int(result.rowcount)
 
 

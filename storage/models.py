@@ -97,6 +97,9 @@ class OutboxPost(SQLModel, table=True):
     claimed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     dead_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
+    # The status message's last version (`last_post_at`, read at every poll of a rollout).
+    __table_args__ = (sa.Index("ix_outbox_post_message_key", "message_key", "id"),)
+
 
 class SlackMessage(SQLModel, table=True):
     """Where a keyed message landed, so it can be updated in place and threaded under."""
@@ -242,6 +245,44 @@ class MeasurementSummary(SQLModel, table=True):
         sa.UniqueConstraint(
             "rollout_id", "wave_index", "metric", name="uq_measurement_summary_wave_metric"
         ),
+    )
+
+
+class MeasurementTally(SQLModel, table=True):
+    """What the judge reads of one metric's polls in one wave of a rollout, kept up to date in
+    the transaction that stores each poll (commands/analysis/tally.py), so judging a wave reads
+    one row per metric instead of every poll. It counts the polls taken since `since` (the
+    wave's start or last resume) and is rebuilt from the raw polls when missing or stale."""
+
+    __tablename__ = "measurement_tally"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id")
+    wave_index: int
+    metric: str = Field(max_length=64)
+    since: datetime = Field(sa_type=UtcDateTime)
+    polls: int = 0
+    valid: int = 0
+    failures: int = 0
+    inconclusives: int = 0
+    trailing_errors: int = 0
+    # The newest poll, and the newest that is not an error (a comparison's latest result).
+    last_phase: str | None = Field(default=None, max_length=20)
+    last_detail: str | None = Field(default=None, sa_type=sa.Text)
+    last_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    judged_phase: str | None = Field(default=None, max_length=20)
+    judged_detail: str | None = Field(default=None, sa_type=sa.Text)
+    judged_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    failure_detail: str | None = Field(default=None, sa_type=sa.Text)
+    inconclusive_detail: str | None = Field(default=None, sa_type=sa.Text)
+    # JSON lists: the first failed / inconclusive polls' times (ISO), the latest values.
+    failure_at: str = Field(default="[]", sa_type=sa.Text)
+    inconclusive_at: str = Field(default="[]", sa_type=sa.Text)
+    recent: str = Field(default="[]", sa_type=sa.Text)
+    volume: float | None = None
+
+    __table_args__ = (
+        sa.UniqueConstraint("rollout_id", "wave_index", "metric", name="uq_measurement_tally"),
     )
 
 

@@ -227,3 +227,18 @@ def method_holds(*, session: Session) -> dict[str, float]:
     remaining = col(SlackRateLimit.until) - db_seconds()
     query = sa.select(col(SlackRateLimit.method), remaining).where(remaining > 0)
     return {str(method): float(left) for method, left in session.execute(query).all()}
+
+
+def last_posts_at(message_keys: Sequence[str], *, session: Session) -> dict[str, datetime]:
+    """`last_post_at` of many keyed messages in one query (keys never posted are absent)."""
+    if not message_keys:
+        return {}
+    newest = (
+        sa.select(sa.func.max(col(OutboxPost.id)))
+        .where(col(OutboxPost.message_key).in_(list(message_keys)))
+        .group_by(col(OutboxPost.message_key))
+    )
+    query = sa.select(col(OutboxPost.message_key), col(OutboxPost.created_at)).where(
+        col(OutboxPost.id).in_(newest)
+    )
+    return {str(key): at for key, at in session.execute(query)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +84,20 @@ def live_rollout_counts(*, session: Session) -> tuple[int, int]:
 
 def running_rollout_ids(*, session: Session) -> list[int]:
     return [int(i) for i in core_connection(session).execute(_RUNNING_IDS).scalars()]
+
+
+def rollouts_by_id(ids: Sequence[int], *, session: Session) -> dict[int, Rollout]:
+    """Many rollouts in one query, their releases loaded beside them (and held in the
+    session's `info` for its life, so `session.get(Release, …)` finds them without a query:
+    the identity map holds its objects weakly)."""
+    query = (
+        select(Rollout, Release)
+        .join(Release, col(Release.id) == col(Rollout.release_id))
+        .where(col(Rollout.id).in_(list(ids)))
+    )
+    rows = list(session.exec(query))
+    session.info.setdefault("held", []).extend(rows)
+    return {r.id: r for r, _ in rows if r.id is not None}
 
 
 def list_rollouts(

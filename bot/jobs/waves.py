@@ -13,99 +13,133 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.jobs import poll_steps as steps
 from bot.jobs.job import Job, at_start, fence_of
 from bot.leader import fenced
 from bot.runtime import Runtime
-from bot.telemetry import observe_poll
-from commands.analysis.checks import apply, check_traffic, plan_checks, run_checks
 from commands.analysis.judge import Verdict
-from commands.analysis.measure import Phase, Reading, classify
-from commands.analysis.reads import read_due
+from commands.analysis.measure import Phase
+from commands.analysis.standing import wave_standing
 from commands.core import Clock, Context
-from commands.policy import Metric
 from commands.wave.rules.base import plan_of
-from commands.wave.rules.posts import refresh_status
-from commands.wave.rules.reactions import daily_digest, due_polls, react, record_readings
-from storage.measurements import wave_measurements
-from storage.models import Rollout, RolloutState
-from storage.rollouts import get_rollout, running_rollout_ids
+from commands.wave.rules.reactions import daily_digest
+from storage.models import Rollout
+from storage.rollouts import rollouts_by_id, running_rollout_ids
+from storage.tallies import TallyRow, tallies_of
 
 log = logging.getLogger(__name__)
 
-# Rollouts polled at once in a cycle.
+# Rollouts whose metrics are read at once in a cycle.
 POLL_CONCURRENCY = 16
+# Rollouts planned in one unit of work, and stored and judged in one at most.
+PLAN_BATCH = 50
+WRITE_BATCH = 50
+# At most one rollout in this many refreshes its status message with new values in one run.
+STATUS_SHARE = 5
+# How long the writer waits for more readings after the first before it stores a batch.
+GATHER = timedelta(milliseconds=50)
 
 
-def count_polls(readings: Sequence[tuple[Metric, Reading]]) -> None:
-    """`wavegate_polls_total{source, phase}` for /metrics."""
-    for metric, reading in readings:
-        observe_poll(metric.source, classify(metric, reading).phase.value)
+async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdict | None]:
+    """Poll the running rollouts of `ids`; their verdicts (None: not judged).
+
+    What is due is planned PLAN_BATCH rollouts to a unit of work; the reads run with no
+    transaction open, POLL_CONCURRENCY rollouts at a time; whatever readings are ready are
+    stored and judged together in one unit (at most WRITE_BATCH rollouts), the writes taking
+    turns; a reaction that acts runs in units of its own. So a slow source or deploy system
+    holds up only its own rollout, and a steady poll costs a share of a few statements.
+    """
+    ready: asyncio.Queue[steps.Polled | None] = asyncio.Queue()
+    limit = asyncio.Semaphore(POLL_CONCURRENCY)
+    polled_all: list[steps.Polled] = []
+    reactions: list[asyncio.Task[None]] = []
+
+    reading = [0]  # reads not finished yet
+    refreshes = steps.Refreshes(len(ids) // STATUS_SHARE + 1)
+
+    async def read(polled: steps.Polled) -> None:
+        reading[0] += 1
+        try:
+            async with limit:
+                await steps.read(runtime, polled)
+            await ready.put(polled)
+        except Exception:  # one rollout's trouble must not starve the others
+            log.exception("polling rollout %s failed", polled.rollout_id)
+        finally:
+            reading[0] -= 1
+
+    async def react_one(polled: steps.Polled, recorded: int) -> None:
+        try:
+            await steps.react_in_full(runtime, polled, recorded)
+        except Exception:
+            log.exception("reacting to rollout %s failed", polled.rollout_id)
+
+    async def write(batch: list[steps.Polled]) -> None:
+        async with runtime.poll_writes:
+            try:
+                busy = steps.store(runtime, batch, refreshes)
+            except Exception:  # one rollout's trouble must not lose the others' polls
+                log.exception("storing a batch of %s polls failed; one by one", len(batch))
+                busy = []
+                for polled in batch:
+                    try:
+                        busy += steps.store(runtime, [polled], refreshes)
+                    except Exception:
+                        log.exception("polling rollout %s failed", polled.rollout_id)
+        reactions.extend(asyncio.create_task(react_one(p, n)) for p, n in busy)
+
+    async def writer() -> None:
+        """Stores what is ready until the end (None) comes; while reads are still out, it
+        gathers for GATHER after the first, so a cycle makes fewer, larger commits."""
+        while True:
+            item = await ready.get()
+            if item is not None and reading[0] and ready.qsize() < WRITE_BATCH - 1:
+                await asyncio.sleep(GATHER.total_seconds())
+            batch: list[steps.Polled] = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= WRITE_BATCH or ready.empty():
+                    break
+                item = ready.get_nowait()
+            if batch:
+                await write(batch)
+                await asyncio.sleep(0)  # let the app answer between batches
+            if item is None:
+                return
+
+    writing = asyncio.create_task(writer())
+    reads: list[asyncio.Task[None]] = []
+    try:
+        for start in range(0, len(ids), PLAN_BATCH):
+            for polled in steps.plan(runtime, ids[start : start + PLAN_BATCH]):
+                polled_all.append(polled)
+                reads.append(asyncio.create_task(read(polled)))
+            await asyncio.sleep(0)  # the reads begin while the next batch is planned
+        await asyncio.gather(*reads)
+        await ready.put(None)
+        await writing
+        await asyncio.gather(*reactions)
+    finally:
+        for task in (writing, *reads, *reactions):
+            task.cancel()
+    return {p.rollout_id: p.verdict for p in polled_all}
 
 
 async def poll_rollout(runtime: Runtime, rollout_id: int) -> Verdict | None:
     """Take the due polls of one running rollout, then judge and react. None: not running."""
-    sources = runtime.ports.sources
-    with runtime.unit() as ctx:
-        rollout = get_rollout(rollout_id, session=ctx.session)
-        if rollout is None or rollout.state != RolloutState.running:
-            return None
-        due = due_polls(ctx, rollout)
-        wave_index = rollout.wave_index
-        checks = plan_checks(runtime.poll_memory, ctx, rollout)
-    readings = await asyncio.gather(*(read_due(sources, d) for d in due))
-    readings = await check_traffic(
-        sources, checks, [(d.metric, r) for d, r in zip(due, readings, strict=True)]
-    )
-    count_polls([(d.metric, r) for d, r in zip(due, readings, strict=True)])
-    # Health probe at a wave's first poll, SLO burn rates (commands/analysis/checks.py).
-    drift = await run_checks(ctx, checks)
-    async with runtime.poll_writes:
-        with runtime.unit() as ctx:
-            rollout = get_rollout(rollout_id, session=ctx.session)
-            if rollout is None:
-                return None
-            recorded = record_readings(
-                ctx,
-                rollout,
-                wave_index=wave_index,
-                taken_at=ctx.now(),
-                readings=[(d.metric, r) for d, r in zip(due, readings, strict=True)],
-            )
-    # The reaction runs outside the lock: an action it takes is claimed and settled in short
-    # transactions of its own, with nothing held while the deploy system answers (DESIGN §10).
-    with runtime.unit() as ctx:
-        rollout = get_rollout(rollout_id, session=ctx.session)
-        if rollout is None:
-            return None
-        before = (rollout.version, rollout.verdict)
-        verdict = await react(ctx, rollout)
-        if drift is not None:
-            await apply(ctx, rollout, checks, drift)
-        if recorded and (rollout.version, rollout.verdict) == before:
-            refresh_status(ctx, rollout)  # new values; a change already published
-    return verdict
+    return (await poll_rollouts(runtime, [rollout_id])).get(rollout_id)
 
 
 async def poll_cycle(runtime: Runtime) -> None:
-    """Poll every running rollout, POLL_CONCURRENCY at a time: their metric reads overlap (the
-    sources' shared limit bounds the load on the backends), their writes take turns."""
+    """Poll every running rollout (bot/jobs/waves.py `poll_rollouts`)."""
     with runtime.unit() as ctx:
         ids = running_rollout_ids(session=ctx.session)
-    limit = asyncio.Semaphore(POLL_CONCURRENCY)
-
-    async def one(rollout_id: int) -> None:
-        async with limit:
-            try:
-                await poll_rollout(runtime, rollout_id)
-            except Exception:  # one rollout's trouble must not starve the others
-                log.exception("polling rollout %s failed", rollout_id)
-
-    await asyncio.gather(*(one(rollout_id) for rollout_id in ids))
+    await poll_rollouts(runtime, ids)
 
 
 async def post_digest(runtime: Runtime) -> None:
@@ -121,26 +155,32 @@ LOOK_EVERY = timedelta(seconds=1)
 SLACK = timedelta(milliseconds=2)
 
 
-def next_poll_at(ctx: Context, rollout: Rollout) -> datetime | None:
+def next_poll_at(
+    ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
+) -> datetime | None:
     """When the next metric of the rollout's current wave is due; None: it has no metrics.
 
     The same rule as `due_polls` (commands/wave/rules/reactions.py): a metric never polled in
     this wave is due at once; otherwise at its last poll plus `interval`, or plus `error_retry`
-    (capped at the interval) after an error.
+    (capped at the interval) after an error. `tallies`: the wave's, when read already.
     """
     assert rollout.id is not None
     wave = plan_of(ctx, rollout)[rollout.wave_index]
-    rows = wave_measurements(
-        rollout.id, rollout.wave_index, since=rollout.wave_started_at, session=ctx.session
+    metrics = ctx.policy.wave_metrics(wave)
+    standing = wave_standing(
+        (rollout.id, rollout.wave_index),
+        rollout.wave_started_at,
+        metrics,
+        session=ctx.session,
+        rows=tallies,
     )
     times = []
-    for metric in ctx.policy.wave_metrics(wave):
-        taken = rows.get(metric.id)
-        if not taken:
+    for metric in metrics:
+        last = standing[metric.id].last
+        if last is None or last.at is None:
             return rollout.wave_started_at  # never polled in this wave: due since it began
-        last = taken[-1]
         wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
-        times.append(last.taken_at + wait)
+        times.append(last.at + wait)
     return min(times, default=None)
 
 
@@ -155,24 +195,28 @@ class Poller:
         self.judged: dict[int, datetime] = {}
 
     def _schedule(self) -> tuple[list[int], datetime | None]:
-        """The rollouts due now, and when the next one that is not falls due."""
+        """The rollouts due now, and when the next one that is not falls due (a few queries
+        for all of them: the rollouts, then their waves' tallies)."""
         with self.runtime.unit() as ctx:
             now = ctx.now()
             due, upcoming = [], []
             ids = running_rollout_ids(session=ctx.session)
-            for rollout_id in ids:
-                rollout = get_rollout(rollout_id, session=ctx.session)
-                if rollout is None:
-                    continue
-                last = self.judged.get(rollout_id)
-                when = next_poll_at(ctx, rollout)
-                if last is not None:
-                    fallback = last + self.runtime.poll_every
-                    when = fallback if when is None else min(when, fallback)
-                if when is None or when <= now:
-                    due.append(rollout_id)
-                else:
-                    upcoming.append(when)
+            for start in range(0, len(ids), PLAN_BATCH):
+                rollouts = rollouts_by_id(ids[start : start + PLAN_BATCH], session=ctx.session)
+                keys = [(r.id, r.wave_index) for r in rollouts.values() if r.id is not None]
+                tallies = tallies_of(keys, session=ctx.session)
+                for rollout_id, rollout in sorted(rollouts.items()):
+                    last = self.judged.get(rollout_id)
+                    when = next_poll_at(
+                        ctx, rollout, tallies=tallies[(rollout_id, rollout.wave_index)]
+                    )
+                    if last is not None:
+                        fallback = last + self.runtime.poll_every
+                        when = fallback if when is None else min(when, fallback)
+                    if when is None or when <= now:
+                        due.append(rollout_id)
+                    else:
+                        upcoming.append(when)
             for gone in set(self.judged) - set(ids):
                 del self.judged[gone]
         return due, min(upcoming, default=None)
@@ -181,17 +225,13 @@ class Poller:
         """Poll what is due; returns how long (on the runtime's clock) until the next thing is."""
         due, upcoming = self._schedule()
         if due:
-            limit = asyncio.Semaphore(POLL_CONCURRENCY)
-
-            async def one(rollout_id: int) -> None:
-                async with limit:
-                    try:
-                        await poll_rollout(self.runtime, rollout_id)
-                    except Exception:  # one rollout's trouble must not starve the others
-                        log.exception("polling rollout %s failed", rollout_id)
-                    self.judged[rollout_id] = self.runtime.clock()
-
-            await asyncio.gather(*(one(rollout_id) for rollout_id in due))
+            try:
+                await poll_rollouts(self.runtime, due)
+            except Exception:  # one cycle's trouble must not stop the loop
+                log.exception("polling %s rollouts failed", len(due))
+            at = self.runtime.clock()
+            for rollout_id in due:
+                self.judged[rollout_id] = at
             _, upcoming = self._schedule()
         if upcoming is None:
             return LOOK_EVERY

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from commands.analysis.measure import Phase, Poll
 from commands.analysis.score import wave_score
+from commands.analysis.tally import Tally, tally_of
 from commands.policy import Metric, Score
 from commands.values import format_duration
 
@@ -91,122 +92,115 @@ class WaveVerdict:
         return "; ".join(parts)
 
 
-def trailing_errors(polls: Sequence[Poll]) -> int:
-    """Errors in a row at the end of the polls (a valid poll resets the run)."""
-    count = 0
-    for poll in reversed(polls):
-        if poll.phase != Phase.error:
-            break
-        count += 1
-    return count
-
-
 def judge_metric(metric: Metric, polls: Sequence[Poll], *, window_passed: bool) -> MetricVerdict:
-    """One metric's verdict from its polls (oldest first), in DESIGN §4's order.
+    """One metric's verdict from its polls (oldest first), in DESIGN §4's order."""
+    return judge_tally(metric, tally_of(polls), window_passed=window_passed)
+
+
+def judge_tally(metric: Metric, tally: Tally, *, window_passed: bool) -> MetricVerdict:
+    """One metric's verdict from the tally of its polls (commands/analysis/tally.py).
 
     Limits are "more than": failure_limit 0 means the first failure fails the metric. Errors are
     not samples. Zero valid samples is never a pass.
     """
-    failures = [p for p in polls if p.phase == Phase.failed]
-    inconclusives = [p for p in polls if p.phase == Phase.inconclusive]
-    valid = [p for p in polls if p.phase != Phase.error]
-    errors = trailing_errors(polls)
-    values = tuple(p.value for p in polls if p.value is not None)
-    last_detail = polls[-1].detail if polls else ""
-    volume = next((p.volume for p in reversed(polls) if p.volume is not None), None)
+    last = tally.last
+    errors = tally.trailing_errors
 
-    def verdict(v: Verdict, reason: str, at: Poll | None = None) -> MetricVerdict:
+    def verdict(v: Verdict, reason: str, at: datetime | None = None) -> MetricVerdict:
         return MetricVerdict(
             metric,
             v,
             reason,
-            valid=len(valid),
-            failures=len(failures),
-            inconclusives=len(inconclusives),
+            valid=tally.valid,
+            failures=tally.failures,
+            inconclusives=tally.inconclusives,
             consecutive_errors=errors,
-            values=values,
-            last_detail=last_detail,
-            misconfigured=bool(polls) and polls[-1].misconfigured,
-            decided_at=at.at if at is not None else None,
-            volume=volume,
+            values=tally.values,
+            last_detail=last.detail if last is not None else "",
+            misconfigured=tally.misconfigured,
+            decided_at=at,
+            volume=tally.volume,
         )
 
-    if polls and polls[-1].misconfigured:
+    if last is not None and last.misconfigured:
         # No retry mends a query the source refuses: say which field to fix, at once.
-        return verdict(Verdict.error, polls[-1].detail, polls[-1])
+        return verdict(Verdict.error, last.detail, last.at)
     if metric.compare is not None:
-        return _judge_comparison(metric, polls, verdict, window_passed=window_passed)
+        return _judge_comparison(metric, tally, verdict, window_passed=window_passed)
 
-    if len(failures) > metric.failure_limit:
-        why = failures[-1].detail or "condition broken"
+    if tally.failures > metric.failure_limit:
+        why = tally.last_failure_detail or "condition broken"
         return verdict(
             Verdict.failed,
-            f"{_count(len(failures), 'failed poll')} (limit {metric.failure_limit}): {why}",
-            failures[metric.failure_limit],
+            f"{_count(tally.failures, 'failed poll')} (limit {metric.failure_limit}): {why}",
+            tally.failure_at[metric.failure_limit],
         )
     if errors > metric.consecutive_error_limit:
-        why = polls[-1].detail or "provider error"
+        assert last is not None
+        why = last.detail or "provider error"
         return verdict(
             Verdict.error,
             f"metrics unavailable: {_count(errors, 'error')} in a row "
             f"(limit {metric.consecutive_error_limit}): {why}",
-            polls[-1],
+            last.at,
         )
-    if len(inconclusives) > metric.inconclusive_limit:
-        why = inconclusives[-1].detail or "no clear answer"
+    if tally.inconclusives > metric.inconclusive_limit:
+        why = tally.last_inconclusive_detail or "no clear answer"
         return verdict(
             Verdict.inconclusive,
-            f"{_count(len(inconclusives), 'inconclusive poll')} "
+            f"{_count(tally.inconclusives, 'inconclusive poll')} "
             f"(limit {metric.inconclusive_limit}): {why}",
-            inconclusives[metric.inconclusive_limit],
+            tally.inconclusive_at[metric.inconclusive_limit],
         )
-    enough = len(valid) >= max(metric.min_samples, 1)
+    valid = tally.valid
+    enough = valid >= max(metric.min_samples, 1)
     if window_passed and enough:
-        return verdict(Verdict.successful, f"{_count(len(valid), 'valid sample')}, all within")
+        return verdict(Verdict.successful, f"{_count(valid, 'valid sample')}, all within")
     if not enough:
-        missing = max(metric.min_samples, 1) - len(valid)
+        missing = max(metric.min_samples, 1) - valid
         return verdict(
             Verdict.running,
-            f"{len(valid)} of {max(metric.min_samples, 1)} valid samples so far; needs "
+            f"{valid} of {max(metric.min_samples, 1)} valid samples so far; needs "
             f"~{format_duration(metric.interval * missing)} more at one per "
             f"{format_duration(metric.interval)}",
         )
-    return verdict(Verdict.running, f"{_count(len(valid), 'valid sample')}; window not over")
+    return verdict(Verdict.running, f"{_count(valid, 'valid sample')}; window not over")
 
 
 def _judge_comparison(
-    metric: Metric, polls: Sequence[Poll], verdict: _Make, *, window_passed: bool
+    metric: Metric, tally: Tally, verdict: _Make, *, window_passed: bool
 ) -> MetricVerdict:
     """A comparison re-reads the whole wave every poll, so its latest result is the evidence:
     a regression fails (past `failure_limit`), too few samples waits while the window runs and
     is inconclusive after it, a pass passes once the window is over."""
-    errors = trailing_errors(polls)
+    errors = tally.trailing_errors
     if errors > metric.consecutive_error_limit:
-        why = polls[-1].detail or "provider error"
+        assert tally.last is not None
+        why = tally.last.detail or "provider error"
         return verdict(
             Verdict.error,
             f"metrics unavailable: {_count(errors, 'error')} in a row "
             f"(limit {metric.consecutive_error_limit}): {why}",
-            polls[-1],
+            tally.last.at,
         )
-    judged = [p for p in polls if p.phase != Phase.error]
-    failures = [p for p in judged if p.phase == Phase.failed]
-    if len(failures) > metric.failure_limit:
-        return verdict(Verdict.failed, failures[-1].detail, failures[metric.failure_limit])
-    if not judged:
+    if tally.failures > metric.failure_limit:
+        return verdict(
+            Verdict.failed, tally.last_failure_detail, tally.failure_at[metric.failure_limit]
+        )
+    last = tally.last_judged
+    if last is None:
         return verdict(Verdict.running, "no comparison yet")
-    last = judged[-1]
     if last.phase == Phase.successful:
         if window_passed:
             return verdict(Verdict.successful, last.detail)
         return verdict(Verdict.running, f"passes so far: {last.detail}")
     if window_passed:
-        return verdict(Verdict.inconclusive, last.detail, last)
+        return verdict(Verdict.inconclusive, last.detail, last.at)
     return verdict(Verdict.running, last.detail)
 
 
 class _Make(Protocol):
-    def __call__(self, v: Verdict, reason: str, at: Poll | None = None) -> MetricVerdict: ...
+    def __call__(self, v: Verdict, reason: str, at: datetime | None = None) -> MetricVerdict: ...
 
 
 def judge_wave(

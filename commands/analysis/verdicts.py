@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
-from commands.analysis.judge import WaveVerdict, judge_metric, judge_wave
+from commands.analysis.judge import WaveVerdict, judge_metric, judge_tally, judge_wave
 from commands.analysis.measure import WARNINGS, Phase, Poll
+from commands.analysis.tally import Tally
 from commands.policy import Metric, Policy, Wave
 from storage.measurements import StoredPoll
+
+EMPTY = Tally()
 
 
 def polls_of(rows: Sequence[StoredPoll]) -> list[Poll]:
@@ -24,6 +27,18 @@ def judge_rows(
     """The wave's verdict from the polls taken since it started (or was resumed)."""
     verdicts = [
         judge_metric(metric, polls_of(rows.get(metric.id, [])), window_passed=window_passed)
+        for metric in policy.wave_metrics(wave)
+    ]
+    return judge_wave(verdicts, window_passed=window_passed, score=wave.score)
+
+
+def judge_tallies(
+    policy: Policy, wave: Wave, tallies: Mapping[str, Tally], *, window_passed: bool
+) -> WaveVerdict:
+    """The wave's verdict from its metrics' tallies (commands/analysis/standing.py): the same
+    verdict as `judge_rows` on the polls they count."""
+    verdicts = [
+        judge_tally(metric, tallies.get(metric.id, EMPTY), window_passed=window_passed)
         for metric in policy.wave_metrics(wave)
     ]
     return judge_wave(verdicts, window_passed=window_passed, score=wave.score)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from commands.access import in_role, require
 from commands.analysis.judge import Verdict, WaveVerdict
-from commands.analysis.verdicts import judge_rows, metric_links
+from commands.analysis.standing import wave_standing
+from commands.analysis.verdicts import judge_tallies, metric_links
 from commands.core import Context, Forbidden, Request
 from commands.incident.proofs import blockers as proof_blockers
 from commands.policy import Wave
@@ -13,20 +16,27 @@ from commands.values import format_duration
 from commands.wave import views
 from commands.wave.rules.base import Blocker, plan_of, release_of, window_passed
 from storage.incidents import open_incidents
-from storage.measurements import wave_measurements
 from storage.models import Release, Rollout, RolloutState
 from storage.rollouts import ACTIVE
+from storage.tallies import TallyRow
 
 
-def judge_rollout(ctx: Context, rollout: Rollout) -> WaveVerdict:
-    """The current wave's verdict from the polls taken since it started (or was resumed)."""
+def judge_rollout(
+    ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
+) -> WaveVerdict:
+    """The current wave's verdict from the polls taken since it started (or was resumed), as
+    their tallies count them (`tallies`: the wave's stored tallies, when read already)."""
     assert rollout.id is not None
     wave = plan_of(ctx, rollout)[rollout.wave_index]
     passed = window_passed(ctx, rollout, wave)
-    rows = wave_measurements(
-        rollout.id, rollout.wave_index, since=rollout.wave_started_at, session=ctx.session
+    standing = wave_standing(
+        (rollout.id, rollout.wave_index),
+        rollout.wave_started_at,
+        ctx.policy.wave_metrics(wave),
+        session=ctx.session,
+        rows=tallies,
     )
-    return judge_rows(ctx.policy, wave, rows, window_passed=passed)
+    return judge_tallies(ctx.policy, wave, standing, window_passed=passed)
 
 
 def view_of(ctx: Context, rollout: Rollout, release: Release | None = None) -> views.RolloutView:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from commands.analysis.judge import Verdict, WaveVerdict
 from commands.analysis.measure import Phase, Reading, classify
 from commands.analysis.polls import cost_forecast, dry_run_findings, dry_run_report, plan_poll
 from commands.analysis.reads import DuePoll
+from commands.analysis.standing import Taken, store_polls, wave_standing
 from commands.announce import announce
 from commands.core import Conflict, Context, GateClosed
 from commands.policy import Metric, Wave
@@ -22,27 +23,35 @@ from commands.wave.rules.pause import pause_rollout
 from commands.wave.rules.posts import audit, post_event, publish_status
 from commands.wave.rules.rollback import rollback_release
 from storage.audit import Outcome, event_exists, record_event
-from storage.measurements import add_measurement, wave_measurements
 from storage.models import PauseKind, Release, Rollout, RolloutState
 from storage.rollouts import active_rollouts, mark_ready, set_verdict
+from storage.tallies import TallyRow
 
 
-def due_polls(ctx: Context, rollout: Rollout) -> list[DuePoll]:
-    """The metrics of the current wave whose next poll is due (errors retry sooner)."""
+def due_polls(
+    ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
+) -> list[DuePoll]:
+    """The metrics of the current wave whose next poll is due (errors retry sooner).
+    `tallies`: the wave's stored tallies, when read already."""
     assert rollout.id is not None
     release = release_of(ctx, rollout)
     wave = plan_of(ctx, rollout)[rollout.wave_index]
-    rows = wave_measurements(
-        rollout.id, rollout.wave_index, since=rollout.wave_started_at, session=ctx.session
+    metrics = ctx.policy.wave_metrics(wave)
+    standing = wave_standing(
+        (rollout.id, rollout.wave_index),
+        rollout.wave_started_at,
+        metrics,
+        session=ctx.session,
+        rows=tallies,
     )
     now = ctx.now()
     due = []
-    for metric in ctx.policy.wave_metrics(wave):
-        taken = rows.get(metric.id)
-        if taken:
-            last = taken[-1]
+    for metric in metrics:
+        last = standing[metric.id].last
+        if last is not None:
+            assert last.at is not None
             wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
-            if now - last.taken_at < wait:
+            if now - last.at < wait:
                 continue
         due.append(
             plan_poll(
@@ -57,6 +66,25 @@ def due_polls(ctx: Context, rollout: Rollout) -> list[DuePoll]:
     return due
 
 
+def taken_of(
+    ctx: Context,
+    rollout: Rollout,
+    *,
+    wave_index: int,
+    taken_at: datetime,
+    readings: Sequence[tuple[Metric, Reading]],
+) -> Taken | None:
+    """The readings classified as polls to store, unless the rollout moved on meanwhile."""
+    if rollout.state != RolloutState.running or rollout.wave_index != wave_index:
+        return None
+    assert rollout.id is not None
+    polls = [
+        (metric.id, classify(metric, reading, path=ctx.policy.metric_path(metric)))
+        for metric, reading in readings
+    ]
+    return Taken((rollout.id, wave_index), rollout.wave_started_at, taken_at, polls)
+
+
 def record_readings(
     ctx: Context,
     rollout: Rollout,
@@ -66,23 +94,29 @@ def record_readings(
     readings: Sequence[tuple[Metric, Reading]],
 ) -> int:
     """Store one poll per reading, unless the rollout moved on meanwhile. Returns how many."""
-    if rollout.state != RolloutState.running or rollout.wave_index != wave_index:
+    taken = taken_of(ctx, rollout, wave_index=wave_index, taken_at=taken_at, readings=readings)
+    if taken is None:
         return 0
-    assert rollout.id is not None
-    for metric, reading in readings:
-        poll = classify(metric, reading, path=ctx.policy.metric_path(metric))
-        add_measurement(
-            rollout_id=rollout.id,
-            wave_index=wave_index,
-            metric=metric.id,
-            phase=poll.phase.value,
-            value=poll.value,
-            detail=poll.detail,
-            at=taken_at,
-            session=ctx.session,
-            volume=poll.volume,
-        )
+    store_polls([taken], session=ctx.session)
     return len(readings)
+
+
+def quiet(
+    ctx: Context, rollout: Rollout, tallies: Mapping[str, TallyRow]
+) -> tuple[bool, Verdict | None]:
+    """Whether `react` would change nothing, and what it would return then: a rollout not
+    running or with an action pending (None), or a running verdict as stored with no dry-run
+    finding to report (running). The poller reacts in full only where this is not so."""
+    if rollout.state != RolloutState.running or rollout.pending_action is not None:
+        return True, None
+    judgement = judge_rollout(ctx, rollout, tallies=tallies)
+    if (
+        judgement.verdict != Verdict.running
+        or rollout.verdict != Verdict.running.value
+        or dry_run_findings(judgement.metrics)
+    ):
+        return False, None
+    return True, Verdict.running
 
 
 def _only_budgets(judgement: WaveVerdict) -> bool:
