@@ -34,6 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
 
 from bot.leader import Leadership
+from bot.lease_guard import GuardedClient, LeaseLapsed
 from bot.telemetry import observe_outbox_dead, observe_slack_error
 from commands.core import Clock
 from storage.db import session_scope
@@ -142,6 +143,8 @@ class OutboxDelivery:
         # method → when Slack allows it again, on self.clock.
         self.holds: dict[str, datetime] = {}
         self._holds_loaded_for: int | None = None
+        # Posts go out through a client that checks the lease as the request leaves.
+        self.sender = GuardedClient(client, self._leading)
 
     # ------------------------------------------------------------ leadership
 
@@ -231,12 +234,14 @@ class OutboxDelivery:
 
     async def _send(self, post: Planned) -> Outcome:
         try:
+            # Without a lease (a process alone) there is nothing to guard.
+            client = self.client if self.leadership is None else self.sender.client()
             if post.ts is not None:
-                await self.client.chat_update(
+                await client.chat_update(
                     channel=post.channel, ts=post.ts, text=post.text, blocks=post.blocks
                 )
                 return Outcome(channel=post.channel, ts=post.ts)
-            response = await self.client.chat_postMessage(
+            response = await client.chat_postMessage(
                 channel=post.channel,
                 text=post.text,
                 blocks=post.blocks,
@@ -349,7 +354,11 @@ class OutboxDelivery:
                     if self.held(post.method, self.clock()):
                         self._settle(post, None)
                         continue
-                    outcome = await self._send(post)
+                    try:
+                        outcome = await self._send(post)
+                    except LeaseLapsed:
+                        self._settle(post, None)  # not sent; fenced if the lease is gone
+                        return sent
                     self._settle(post, outcome)
                     if outcome.ok:
                         sent += 1
@@ -371,15 +380,19 @@ class OutboxDelivery:
     ) -> None:
         """Deliver until cancelled: at once when woken, else every `idle` seconds. With
         `leading`, only while it says so: one replica delivers, or a post would go out twice."""
-        while True:
-            wake.clear()
-            try:
-                if leading is None or leading():
-                    await self.deliver_due()
-            except Exception:  # a broken database must not kill the worker; it retries
-                log.exception("outbox delivery failed")
-            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancellation
-            # that arrives as the wake-up does (gh-86296), and the worker would never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle):
-                    await wake.wait()
+        try:
+            while True:
+                wake.clear()
+                try:
+                    if leading is None or leading():
+                        await self.deliver_due()
+                except Exception:  # a broken database must not kill the worker; it retries
+                    log.exception("outbox delivery failed")
+                # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the wake-up does (gh-86296), and the worker
+                # would never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(idle):
+                        await wake.wait()
+        finally:
+            await self.sender.close()

@@ -71,6 +71,7 @@ def _work_loop(*, threaded: bool) -> Callable[[web.Application], AsyncIterator[N
 async def _close_shared(app: web.Application) -> None:
     await app[HOME].stop()
     await app[RUNTIME].source_http.close()
+    await app[DELIVERY].sender.close()  # a session opened by a delivery on this loop
 
 
 async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
