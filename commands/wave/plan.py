@@ -16,8 +16,9 @@ from storage.releases import get_release
 from storage.rollouts import rollout_of
 
 USAGE = "/wave plan [PLAN] [RELEASE]"
-# How often the poll job looks for due polls (bot/runtime.py POLL_EVERY): a due poll may wait
-# this long, so every worst case below adds it once per poll.
+# How late a due poll may start. The poll loop wakes when the next metric is due and looks at
+# least every second (bot/jobs/waves.py), but a cycle over many rollouts takes seconds of its
+# own, so every worst case below adds this allowance once per poll.
 POLL_LOOP = timedelta(seconds=5)
 # The actuator's first retry waits this long and each next one twice as long (bot/actuator.py).
 ACTUATOR_BACKOFF = timedelta(seconds=0.5)
@@ -156,8 +157,8 @@ def preview(policy: Policy, plan: str) -> tuple[str, list[WaveTiming]]:
     people = f", plus {by_hand} promotions by people" if by_hand else ""
     lines.append(f"Least time to 100 %: {short(total)}{people}.")
     lines.append(
-        f"Worst cases count one poll loop ({format_duration(POLL_LOOP)}) per poll and the "
-        "source's timeout per errored poll."
+        f"Worst cases allow each poll to start up to {format_duration(POLL_LOOP)} late and "
+        "count the source's timeout per errored poll."
     )
     return "\n".join(lines), timings
 
