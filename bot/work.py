@@ -8,8 +8,11 @@ on the work loop. A command's own database, ORM and Block Kit work is synchronou
 loop it delays other work, never an ack or a health check: the GIL hands the HTTP thread the
 interpreter within a switch interval (`SWITCH_INTERVAL`).
 
-Every database write of a unit of work comes from the work loop's one thread, so two loops never
-wait on each other's SQLite write lock. The HTTP loop's own database work is read-only.
+The writes of every unit of work come from the work loop's one thread. The HTTP loop's own
+database work is that of the commands answered in the ack: reads, and a few short writes
+(`/ready new|fail|waive`, `/incident status`); no transaction spans an await, so such a write
+waits at most for one short transaction of the work loop (SQLite's busy wait), never for the
+network.
 
 Not started (the console, tests that drive jobs by hand), a WorkLoop runs everything on the
 caller's loop, as one loop did before.
