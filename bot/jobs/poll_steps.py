@@ -20,6 +20,7 @@ from commands.analysis.standing import store_polls
 from commands.core import Conflict, Context
 from commands.policy import Metric
 from commands.wave.rules.base import thread_key
+from commands.wave.rules.gate import keep_incident_blockers
 from commands.wave.rules.posts import STATUS_REFRESH, publish_status, refresh_status
 from commands.wave.rules.reactions import due_polls, quiet, react, taken_of
 from storage.models import RolloutState
@@ -84,22 +85,13 @@ async def read(runtime: Runtime, polled: Polled) -> None:
     polled.drift = await run_checks(polled.ctx, polled.checks)
 
 
-@dataclass
-class Refreshes:
-    """Status messages a run may still refresh with new values (one in STATUS_SHARE rollouts;
-    a new verdict publishes at once): rollouts polled together spread their refreshes."""
-
-    left: int
-
-
-def store(
-    runtime: Runtime, batch: Sequence[Polled], refreshes: Refreshes
-) -> list[tuple[Polled, int]]:
+def store(runtime: Runtime, batch: Sequence[Polled]) -> list[tuple[Polled, int]]:
     """Store and judge the polls of `batch` in one unit of work (one insert of the polls, one
     read and write of their tallies). Returns the rollouts whose reaction has work to do, with
     how many polls each stored; the others are settled here."""
     busy = []
     with runtime.unit() as ctx:
+        keep_incident_blockers(ctx)  # this unit changes no incident: one read for the batch
         rollouts = rollouts_by_id([p.rollout_id for p in batch], session=ctx.session)
         takens = {}
         for polled in batch:
@@ -132,8 +124,7 @@ def store(
             polled.verdict = verdict
             last = posted.get(thread_key(rollout))
             due = last is None or ctx.now() - last >= STATUS_REFRESH
-            if recorded and due and refreshes.left > 0:
-                refreshes.left -= 1
+            if recorded and due and runtime.poll_memory.refreshes.take(ctx.now()):
                 publish_status(ctx, rollout)  # new values, the same verdict
     return busy
 

@@ -39,8 +39,6 @@ POLL_CONCURRENCY = 16
 # Rollouts planned in one unit of work, and stored and judged in one at most.
 PLAN_BATCH = 50
 WRITE_BATCH = 50
-# At most one rollout in this many refreshes its status message with new values in one run.
-STATUS_SHARE = 5
 # How long the writer waits for more readings after the first before it stores a batch.
 GATHER = timedelta(milliseconds=50)
 
@@ -60,7 +58,6 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
     reactions: list[asyncio.Task[None]] = []
 
     reading = [0]  # reads not finished yet
-    refreshes = steps.Refreshes(len(ids) // STATUS_SHARE + 1)
 
     async def read(polled: steps.Polled) -> None:
         reading[0] += 1
@@ -82,13 +79,13 @@ async def poll_rollouts(runtime: Runtime, ids: Sequence[int]) -> dict[int, Verdi
     async def write(batch: list[steps.Polled]) -> None:
         async with runtime.poll_writes:
             try:
-                busy = steps.store(runtime, batch, refreshes)
+                busy = steps.store(runtime, batch)
             except Exception:  # one rollout's trouble must not lose the others' polls
                 log.exception("storing a batch of %s polls failed; one by one", len(batch))
                 busy = []
                 for polled in batch:
                     try:
-                        busy += steps.store(runtime, [polled], refreshes)
+                        busy += steps.store(runtime, [polled])
                     except Exception:
                         log.exception("polling rollout %s failed", polled.rollout_id)
         reactions.extend(asyncio.create_task(react_one(p, n)) for p, n in busy)

@@ -31,6 +31,33 @@ log = logging.getLogger(__name__)
 SLO_EVERY = timedelta(minutes=1)
 
 
+# Values-only refreshes of status messages, across all rollouts, per minute. Slack rates
+# chat.update at Tier 3 (about 50 a minute): with many rollouts, a refresh of each every
+# STATUS_REFRESH (commands/wave/rules/posts.py) would be met with 429s, so beyond this budget the
+# refreshes take turns. A change of state still publishes at once.
+REFRESHES_PER_MINUTE = 40
+
+
+@dataclass
+class RefreshBudget:
+    """A token bucket of values-only status refreshes: REFRESHES_PER_MINUTE on the clock."""
+
+    per_minute: float = REFRESHES_PER_MINUTE
+    left: float = REFRESHES_PER_MINUTE
+    at: datetime | None = None
+
+    def take(self, now: datetime) -> bool:
+        if self.at is not None and now > self.at:
+            gained = (now - self.at).total_seconds() * self.per_minute / 60
+            self.left = min(self.per_minute, self.left + gained)
+        if self.at is None or now > self.at:
+            self.at = now
+        if self.left < 1:
+            return False
+        self.left -= 1
+        return True
+
+
 @dataclass
 class PollMemory:
     """What the poller remembers between cycles, in memory (a new leader probes once more)."""
@@ -39,6 +66,7 @@ class PollMemory:
     probed: dict[int, tuple[int, datetime]] = field(default_factory=dict)
     # rollout id → when its SLO burn rates were last read.
     slo_checked: dict[int, datetime] = field(default_factory=dict)
+    refreshes: RefreshBudget = field(default_factory=RefreshBudget)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,21 @@ def view_of(ctx: Context, rollout: Rollout, release: Release | None = None) -> v
     return views.RolloutView(rollout, release, plan_of(ctx, rollout), judgement, ctx.now(), links)
 
 
+# A poll batch (bot/jobs/poll_steps.py) judges and publishes many rollouts in one unit of work
+# that changes no incident or proof: it reads these blockers once, kept in the session's info.
+KNOWN_BLOCKERS = "wavegate.incident_blockers"
+
+
+def keep_incident_blockers(ctx: Context) -> None:
+    """Read the incident and proof blockers once for the rest of this unit of work; only for a
+    unit that changes no incident and no proof."""
+    ctx.session.info[KNOWN_BLOCKERS] = incident_blockers(ctx)
+
+
 def incident_blockers(ctx: Context) -> list[Blocker]:
+    known = ctx.session.info.get(KNOWN_BLOCKERS)
+    if known is not None:
+        return list(known)
     return [
         Blocker(
             "incident",

@@ -7,6 +7,7 @@ import importlib
 
 import pytest
 
+from commands.analysis.checks import REFRESHES_PER_MINUTE, RefreshBudget
 from commands.core import Context
 from commands.wave.rules.pause import pause_running_rollouts
 from commands.wave.rules.posts import STATUS_REFRESH, refresh_status
@@ -76,3 +77,16 @@ async def test_the_overview_names_how_many_it_leaves_out(
     assert lines[0].startswith("7 active rollouts.")
     assert len(lines) == 1 + 4 + 1
     assert lines[-1] == "… and 3 more: see the App Home or GET /api/v1/rollouts."
+
+
+def test_values_only_refreshes_share_a_budget_across_rollouts(clock: FakeClock) -> None:
+    """Slack rates chat.update at about 50 a minute: thousands of rollouts take turns."""
+    budget = RefreshBudget()
+    taken = sum(budget.take(clock()) for _ in range(5000))
+    assert taken == REFRESHES_PER_MINUTE
+    clock.advance(seconds=30)
+    assert sum(budget.take(clock()) for _ in range(5000)) == REFRESHES_PER_MINUTE // 2
+    clock.advance(minutes=10)  # a quiet spell fills it to one minute's worth, no more
+    assert sum(budget.take(clock()) for _ in range(5000)) == REFRESHES_PER_MINUTE
+    clock.advance(seconds=-120)  # a clock that goes back gives nothing
+    assert budget.take(clock()) is False
