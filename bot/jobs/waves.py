@@ -23,11 +23,8 @@ from bot.jobs.job import Job, at_start, fence_of
 from bot.leader import fenced
 from bot.runtime import Runtime
 from commands.analysis.judge import Verdict
-from commands.analysis.measure import Phase
-from commands.analysis.standing import wave_standing
 from commands.core import Clock, Context
-from commands.wave.rules.base import plan_of
-from commands.wave.rules.reactions import daily_digest
+from commands.wave.rules.reactions import daily_digest, metrics_due_at
 from storage.models import Rollout
 from storage.rollouts import rollouts_by_id, running_rollout_ids
 from storage.tallies import TallyRow, tallies_of
@@ -155,30 +152,10 @@ SLACK = timedelta(milliseconds=2)
 def next_poll_at(
     ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
 ) -> datetime | None:
-    """When the next metric of the rollout's current wave is due; None: it has no metrics.
-
-    The same rule as `due_polls` (commands/wave/rules/reactions.py): a metric never polled in
-    this wave is due at once; otherwise at its last poll plus `interval`, or plus `error_retry`
-    (capped at the interval) after an error. `tallies`: the wave's, when read already.
-    """
-    assert rollout.id is not None
-    wave = plan_of(ctx, rollout)[rollout.wave_index]
-    metrics = ctx.policy.wave_metrics(wave)
-    standing = wave_standing(
-        (rollout.id, rollout.wave_index),
-        rollout.wave_started_at,
-        metrics,
-        session=ctx.session,
-        rows=tallies,
-    )
-    times = []
-    for metric in metrics:
-        last = standing[metric.id].last
-        if last is None or last.at is None:
-            return rollout.wave_started_at  # never polled in this wave: due since it began
-        wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
-        times.append(last.at + wait)
-    return min(times, default=None)
+    """When the next metric of the rollout's current wave is due (the rule of `due_polls`,
+    commands/wave/rules/reactions.py); None: it has no metrics. `tallies`: the wave's, when
+    read already."""
+    return min((at for _, at in metrics_due_at(ctx, rollout, tallies=tallies)), default=None)
 
 
 class Poller:

@@ -28,13 +28,13 @@ from storage.rollouts import active_rollouts, mark_ready, set_verdict
 from storage.tallies import TallyRow
 
 
-def due_polls(
+def metrics_due_at(
     ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
-) -> list[DuePoll]:
-    """The metrics of the current wave whose next poll is due (errors retry sooner).
-    `tallies`: the wave's stored tallies, when read already."""
+) -> list[tuple[Metric, datetime]]:
+    """Each metric of the current wave with when its next poll is due: a metric never polled in
+    this wave since the wave began; otherwise at its last poll plus `interval`, or plus
+    `error_retry` (capped at the interval) after an error. `tallies`: the wave's, when read."""
     assert rollout.id is not None
-    release = release_of(ctx, rollout)
     wave = plan_of(ctx, rollout)[rollout.wave_index]
     metrics = ctx.policy.wave_metrics(wave)
     standing = wave_standing(
@@ -44,26 +44,37 @@ def due_polls(
         session=ctx.session,
         rows=tallies,
     )
-    now = ctx.now()
-    due = []
+    due_at = []
     for metric in metrics:
         last = standing[metric.id].last
-        if last is not None:
-            assert last.at is not None
-            wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
-            if now - last.at < wait:
-                continue
-        due.append(
-            plan_poll(
-                metric,
-                release=release,
-                wave=wave,
-                wave_started_at=rollout.wave_started_at,
-                now=now,
-                session=ctx.session,
-            )
+        if last is None or last.at is None:
+            due_at.append((metric, rollout.wave_started_at))
+            continue
+        wait = metric.retry_after_error if last.phase == Phase.error else metric.interval
+        due_at.append((metric, last.at + wait))
+    return due_at
+
+
+def due_polls(
+    ctx: Context, rollout: Rollout, *, tallies: Mapping[str, TallyRow] | None = None
+) -> list[DuePoll]:
+    """The metrics of the current wave whose next poll is due (errors retry sooner).
+    `tallies`: the wave's stored tallies, when read already."""
+    release = release_of(ctx, rollout)
+    wave = plan_of(ctx, rollout)[rollout.wave_index]
+    now = ctx.now()
+    return [
+        plan_poll(
+            metric,
+            release=release,
+            wave=wave,
+            wave_started_at=rollout.wave_started_at,
+            now=now,
+            session=ctx.session,
         )
-    return due
+        for metric, at in metrics_due_at(ctx, rollout, tallies=tallies)
+        if at <= now
+    ]
 
 
 def taken_of(
