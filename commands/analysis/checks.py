@@ -185,7 +185,7 @@ async def check_traffic(
             reading,
             low_traffic=(
                 f"too little traffic to judge: {shown} < {rule.threshold:g}{eta} "
-                f"(min_traffic query: {query})"
+                f"(the traffic query: {query})"
             ),
         )
 
