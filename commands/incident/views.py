@@ -209,19 +209,18 @@ def which_incident(incidents: Sequence[Incident]) -> str:
 def durations(incident: Incident) -> str:
     """`declared 10:00 → … → resolved 14:30`, with dates when the span crosses a day."""
     end = incident.resolved_at or incident.mitigated_at or incident.declared_at
-    if end.date() != incident.declared_at.date():
-        return _dated_durations(incident)
-    parts = [f"declared {hhmm(incident.declared_at)}"]
+    show = hhmm if end.date() == incident.declared_at.date() else dated
+    parts = [f"declared {show(incident.declared_at)}"]
     if incident.mitigated_at is not None:
         parts.append(
-            f"mitigated {hhmm(incident.mitigated_at)} "
+            f"mitigated {show(incident.mitigated_at)} "
             f"(+{span(incident.mitigated_at - incident.declared_at)})"
         )
     else:
         parts.append("mitigated: not separately")
     if incident.resolved_at is not None:
         parts.append(
-            f"resolved {hhmm(incident.resolved_at)} "
+            f"resolved {show(incident.resolved_at)} "
             f"(+{span(incident.resolved_at - incident.declared_at)} in all)"
         )
     return " → ".join(parts)
@@ -230,23 +229,6 @@ def durations(incident: Incident) -> str:
 def dated(at: datetime) -> str:
     at = at.astimezone(UTC)
     return f"{at:%b} {at.day} {at:%H:%M} UTC"
-
-
-def _dated_durations(incident: Incident) -> str:
-    parts = [f"declared {dated(incident.declared_at)}"]
-    if incident.mitigated_at is not None:
-        parts.append(
-            f"mitigated {dated(incident.mitigated_at)} "
-            f"(+{span(incident.mitigated_at - incident.declared_at)})"
-        )
-    else:
-        parts.append("mitigated: not separately")
-    if incident.resolved_at is not None:
-        parts.append(
-            f"resolved {dated(incident.resolved_at)} "
-            f"(+{span(incident.resolved_at - incident.declared_at)} in all)"
-        )
-    return " → ".join(parts)
 
 
 def resolve_summary(
