@@ -1,8 +1,9 @@
 """Slash commands: `/ops` and its aliases, each routed once and answered in the ack or after it.
 
-Over HTTP, a command that answers in the ack never reaches Bolt: bot/http/slack_events.py
-answers it with `answer_in_ack`, the same function Bolt's listener calls, so both paths give the
-same answer. Commands that answer after the ack, and Socket Mode, go through Bolt's listener.
+Over HTTP, once Bolt has authorized the token, a command never reaches Bolt:
+bot/http/slack_events.py answers it with `answer_in_ack` or acks it empty and hands it to
+`answer_after_ack`, the same functions Bolt's listener calls, so both paths give the same
+answer. The first command over HTTP, and every command over Socket Mode, go through Bolt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.ack_cache import Answer, ack_cache
 from bot.slack.render import slack_payload
@@ -22,9 +23,6 @@ from commands.router import ALIASES, ROOT, Routed, route
 
 SLASH_COMMANDS = [ROOT, *ALIASES]
 _REGISTERED = frozenset(SLASH_COMMANDS)
-# Where the HTTP fast path leaves a command it routed and handed to Bolt (it answers after the
-# ack): Bolt copies an AsyncBoltRequest's `context` into the listener's context.
-ROUTED = "wavegate_routed"
 
 
 def typed_text(text: str) -> str:
@@ -85,19 +83,15 @@ def answer_after_ack(
 def register(app: AsyncApp, listeners: Listeners) -> None:
 
     async def on_slash_command(
-        ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any], context: AsyncBoltContext
+        ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any]
     ) -> None:
         """A read-only, quick command answers inside the acknowledgement; anything else
         acknowledges at once and answers through `respond()`."""
         # Reaching a listener means Bolt has authorized a request (its auth.test): from now on
         # the HTTP fast path may answer commands without Bolt.
         listeners.token_checked = True
-        handed: tuple[Routed, float] | None = context.get(ROUTED)
-        if handed is not None:
-            routed, started = handed
-        else:
-            started = time.perf_counter()
-            routed = await routed_command(listeners, command)
+        started = time.perf_counter()
+        routed = await routed_command(listeners, command)
         if routed.answers_in_ack:
             await ack(**(await answer_in_ack(listeners, routed, started)).payload)
             return
