@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.loop_sessions import close_each_on_its_loop
+
 
 class LeaseLapsed(Exception):
     """The lease ran out between the outbox's check and the request leaving this process."""
@@ -57,7 +59,6 @@ class GuardedClient:
         return found[0]
 
     async def close(self) -> None:
-        """Close the sessions opened on the running loop (the others close with their loop)."""
-        opened = self._open.pop(asyncio.get_running_loop(), None)
-        if opened is not None:
-            await opened[1].close()
+        """Close every session it opened, each on its own loop."""
+        opened, self._open = self._open, {}
+        await close_each_on_its_loop({loop: session for loop, (_, session) in opened.items()})

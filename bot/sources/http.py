@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from bot.loop_sessions import close_each_on_its_loop
+
 log = logging.getLogger(__name__)
 
 # Requests in flight against all metric backends together. A Prometheus answers an instant
@@ -66,14 +68,9 @@ class SourceHttp:
     async def close(self) -> None:
         """Close every session, each on its own loop (a loop that has closed took its own
         session with it)."""
-        here = asyncio.get_running_loop()
         sessions, self._sessions = self._sessions, {}
         self._limits = {}
-        for loop, session in sessions.items():
-            if loop is here:
-                await session.close()
-            elif loop.is_running():
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
+        await close_each_on_its_loop(sessions)
 
 
 # ---------------------------------------------------------------- helpers for the clients
