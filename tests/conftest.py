@@ -239,3 +239,20 @@ async def service(
     yield svc
     await svc.http.close()
     await runner.cleanup()
+
+
+@pytest.fixture
+async def any_service(
+    slack: FakeSlack, any_engine: Engine, policy: Policy, clock: FakeClock, database_url: str
+) -> AsyncIterator[Service]:
+    """The real app on loopback, on SQLite and on PostgreSQL (where TEST_DATABASE_URL is set)."""
+    runtime = Runtime(
+        settings=service_settings(slack, database_url),
+        engine=any_engine,
+        policy=policy,
+        clock=clock,
+    )
+    runner, svc = await start_service(runtime, slack)
+    yield svc
+    await svc.http.close()
+    await runner.cleanup()

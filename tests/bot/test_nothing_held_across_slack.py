@@ -6,37 +6,16 @@ form and an Alertmanager notification."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, select
 
-from bot.runtime import Runtime
-from commands.policy import Policy
 from storage.models import Incident
-from tests.conftest import COMMANDER, Service, service_settings, start_service
-from tests.support.clock import FakeClock
+from tests.conftest import COMMANDER, Service
 from tests.support.incidents import declare_form_submission
 from tests.support.signing import interaction_body
 from tests.support.slack import Call, FakeSlack
-
-
-@pytest.fixture
-async def served(
-    slack: FakeSlack, any_engine: Engine, policy: Policy, clock: FakeClock, database_url: str
-) -> AsyncIterator[Service]:
-    runtime = Runtime(
-        settings=service_settings(slack, database_url),
-        engine=any_engine,
-        policy=policy,
-        clock=clock,
-    )
-    runner, service = await start_service(runtime, slack)
-    yield service
-    await service.http.close()
-    await runner.cleanup()
 
 
 def checked_out_while_held(slack: FakeSlack, engine: Engine, *methods: str) -> list[int]:
@@ -60,30 +39,32 @@ def incidents(engine: Engine) -> list[Incident]:
 
 
 async def test_the_declare_command_holds_no_connection_while_slack_makes_the_channel(
-    served: Service, any_engine: Engine
+    any_service: Service, any_engine: Engine
 ) -> None:
-    seen = checked_out_while_held(served.slack, any_engine, "conversations.create")
-    response = await served.command(
+    seen = checked_out_while_held(any_service.slack, any_engine, "conversations.create")
+    response = await any_service.command(
         "/incident", "declare provider-outage upstream flaky", user=COMMANDER
     )
     assert response.status == 200
     await wait_for_incident(any_engine)
     for _ in range(200):
-        if served.slack.responses_to():
+        if any_service.slack.responses_to():
             break
         await asyncio.sleep(0.025)
-    assert served.slack.responses_to()[-1]["text"].startswith("Declared incident #1")
+    assert any_service.slack.responses_to()[-1]["text"].startswith("Declared incident #1")
     assert seen == [0]
 
 
 async def test_the_declare_form_holds_no_connection_while_slack_opens_it_or_makes_the_channel(
-    served: Service, any_engine: Engine
+    any_service: Service, any_engine: Engine
 ) -> None:
-    seen = checked_out_while_held(served.slack, any_engine, "views.open", "conversations.create")
-    response = await served.command("/incident", "declare", user=COMMANDER)
+    seen = checked_out_while_held(
+        any_service.slack, any_engine, "views.open", "conversations.create"
+    )
+    response = await any_service.command("/incident", "declare", user=COMMANDER)
     assert response.status == 200
     for _ in range(200):
-        if served.slack.calls_to("views.open") and seen:
+        if any_service.slack.calls_to("views.open") and seen:
             break
         await asyncio.sleep(0.025)
     assert seen == [0]
@@ -92,15 +73,15 @@ async def test_the_declare_form_holds_no_connection_while_slack_opens_it_or_make
             user_id=COMMANDER, incident_class="provider-outage", summary="upstream flaky"
         )
     )
-    assert (await served.post_signed(body)).status == 200
+    assert (await any_service.post_signed(body)).status == 200
     await wait_for_incident(any_engine)
     assert seen == [0, 0]
 
 
 async def test_an_alert_holds_no_connection_while_slack_makes_the_channel(
-    served: Service, any_engine: Engine
+    any_service: Service, any_engine: Engine
 ) -> None:
-    seen = checked_out_while_held(served.slack, any_engine, "conversations.create")
+    seen = checked_out_while_held(any_service.slack, any_engine, "conversations.create")
     alert = {
         "groupKey": '{}:{alertname="Errors"}',
         "status": "firing",
@@ -113,8 +94,8 @@ async def test_an_alert_holds_no_connection_while_slack_makes_the_channel(
         ],
     }
     headers = {"Authorization": "Bearer test-api-token"}
-    url = f"{served.url}/api/v1/alerts"
-    async with served.http.post(url, json=alert, headers=headers) as response:
+    url = f"{any_service.url}/api/v1/alerts"
+    async with any_service.http.post(url, json=alert, headers=headers) as response:
         assert response.status == 201, await response.text()
     assert [i.summary for i in incidents(any_engine)] == ["errors at 40%"]
     assert seen == [0]

@@ -5,21 +5,17 @@ command's reply pointing at that thread; `POST /api/v1/releases` refuses command
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.http.keys import LISTENERS
-from bot.runtime import Runtime
 from commands.policy import ChecklistItem, Policy, Verify
 from commands.ready.checklist import RESERVED
 from storage.models import AuditEvent, OutboxPost, Release
-from tests.conftest import MANAGER, ROLLOUTS, Service, service_settings, start_service
-from tests.support.clock import FakeClock
+from tests.conftest import MANAGER, ROLLOUTS, Service
 from tests.support.slack import BOT_TOKEN, FakeSlack
 
 AUTH = {"Authorization": "Bearer test-api-token"}
@@ -36,19 +32,6 @@ def policy(policy: Policy) -> Policy:
     ]
     channels = policy.channels.model_copy(update={"workspace_url": WORKSPACE})
     return policy.model_copy(update={"checklist": items, "channels": channels})
-
-
-@pytest.fixture
-async def any_service(
-    slack: FakeSlack, any_engine: Engine, policy: Policy, clock: FakeClock, database_url: str
-) -> AsyncIterator[Service]:
-    """The real app on loopback, on SQLite and on PostgreSQL."""
-    settings = service_settings(slack, database_url)
-    runtime = Runtime(settings=settings, engine=any_engine, policy=policy, clock=clock)
-    runner, svc = await start_service(runtime, slack)
-    yield svc
-    await svc.http.close()
-    await runner.cleanup()
 
 
 async def ready(service: Service, text: str) -> str:

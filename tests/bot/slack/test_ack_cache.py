@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,28 +27,12 @@ from storage.models import OutboxPost, ReleaseState, Rollout
 from storage.releases import create_release
 from storage.rollouts import create_rollout
 from storage.versions import recording, track_writes
-from tests.conftest import Service, service_settings, start_service
+from tests.conftest import Service, service_settings
 from tests.support.clock import FakeClock
 from tests.support.slack import FakeSlack
 from tests.support.waves import start
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-async def any_service(
-    slack: FakeSlack, any_engine: Engine, policy: Policy, clock: FakeClock, database_url: str
-) -> AsyncIterator[Service]:
-    runtime = Runtime(
-        settings=service_settings(slack, database_url),
-        engine=any_engine,
-        policy=policy,
-        clock=clock,
-    )
-    runner, service = await start_service(runtime, slack)
-    yield service
-    await service.http.close()
-    await runner.cleanup()
 
 
 @pytest.fixture
