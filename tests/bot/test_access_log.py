@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -12,31 +10,23 @@ import pytest
 
 from bot.cli import access_logger
 from bot.settings import load_settings
-from tests.bot.test_serve_process import free_port, wait_healthy
-from tests.support.paths import ROOT
-from tests.support.signing import SIGNING_SECRET
-from tests.support.slack import BOT_TOKEN, FakeSlack
+from tests.support.serve import CLI, free_port, serve_env, upgrade, wait_healthy
+from tests.support.slack import FakeSlack
 
 
 def serve_and_get(tmp_path: Path, slack: FakeSlack, **extra: str) -> str:
     """Start `wavegate serve`, GET /healthz twice, stop it; everything it logged."""
     port = free_port()
-    env = {
-        **{
-            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_", "LOG_"))
-        },
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "PORT": str(port),
+    env = serve_env(
+        slack,
+        database=f"sqlite:///{tmp_path / 'serve.db'}",
+        port=port,
+        cleared=("SLACK_", "WAVEGATE_", "LOG_"),
         **extra,
-    }
-    cli = [sys.executable, "-m", "bot.cli"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    )
+    upgrade(env)
     process = subprocess.Popen(
-        [*cli, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:

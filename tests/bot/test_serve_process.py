@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.paths import ROOT
-from tests.support.signing import SIGNING_SECRET, signed_headers, slash_body
-from tests.support.slack import BOT_TOKEN, FakeSlack
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"wavegate serve exited: {output}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    pytest.fail("wavegate serve did not become healthy within 30 s")
+from tests.support.serve import CLI, free_port, serve_env, upgrade, wait_healthy
+from tests.support.signing import signed_headers, slash_body
+from tests.support.slack import FakeSlack
 
 
 @pytest.fixture
 def served(slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_"))},
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "PORT": str(port),
-    }
-    cli = [sys.executable, "-m", "bot.cli"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    env = serve_env(slack, database=f"sqlite:///{tmp_path / 'serve.db'}", port=port)
+    upgrade(env)
     process = subprocess.Popen(
-        [*cli, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:

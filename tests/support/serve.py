@@ -34,7 +34,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"wavegate serve exited with {process.returncode}")
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"wavegate serve exited with {process.returncode}: {output}")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -42,6 +43,37 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
     raise RuntimeError("wavegate serve did not become healthy within 30 s")
+
+
+CLI = [sys.executable, "-m", "bot.cli"]
+
+
+def serve_env(
+    slack: FakeSlack,
+    *,
+    database: str,
+    port: int,
+    cleared: tuple[str, ...] = ("SLACK_", "WAVEGATE_"),
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a `wavegate serve` against the fake Slack: this one's, without the
+    variables starting with `cleared`, plus the Slack settings, the database, the port and
+    `extra`."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(cleared)},
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": database,
+        "PORT": str(port),
+        **extra,
+    }
+
+
+def upgrade(env: dict[str, str]) -> None:
+    """`wavegate db upgrade` in `env`."""
+    subprocess.run([*CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
 
 
 class Served:
@@ -61,22 +93,16 @@ class Served:
         policy = tmp / "policy.yml"
         policy.write_text(policy_text)
         self.database = database or f"sqlite:///{tmp / 'serve.db'}"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_"))},
-            "PYTHONPATH": str(ROOT),
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.api_url,
-            "DATABASE_URL": self.database,
-            "WAVEGATE_POLICY": str(policy),
-            "WAVEGATE_ACTUATOR_SECRET": SECRET,
-            "WAVEGATE_API_TOKEN": api_token,
-            "PORT": str(self.port),
-        }
-        self.cli = [sys.executable, "-m", "bot.cli"]
-        subprocess.run(
-            [*self.cli, "db", "upgrade"], env=self.env, check=True, capture_output=True, timeout=60
+        self.env = serve_env(
+            slack,
+            database=self.database,
+            port=self.port,
+            WAVEGATE_POLICY=str(policy),
+            WAVEGATE_ACTUATOR_SECRET=SECRET,
+            WAVEGATE_API_TOKEN=api_token,
         )
+        self.cli = CLI
+        upgrade(self.env)
         self.process: subprocess.Popen[bytes] | None = None
 
     def spawn(self) -> None:
