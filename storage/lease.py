@@ -7,6 +7,14 @@ hands, and `check_fence` lets a leader-only write prove, in its own transaction,
 writer still holds the epoch it was elected with: a leader that wakes up from a freeze after
 losing its lease changes nothing. A missing row is INSERTed; of two replicas inserting at once,
 the primary key lets one in and the other gets an IntegrityError, a lost race.
+
+A transaction that locks the lease row (a renewal, a fence check) is also what a frozen
+process would keep holding: SIGSTOP, a VM freeze or a long GC pause between the lock and the
+commit leaves it "idle in transaction" on PostgreSQL, and every other replica's take-over
+UPDATE would wait on that row until the frozen process woke. So those transactions tell
+PostgreSQL to end them if they sit idle longer than `ROW_LOCK_IDLE_LIMIT` (the commit follows
+the lock by microseconds when nothing is wrong): the frozen writer's transaction is rolled back
+and its connection closed by the server, its write never lands, and the take-over goes on.
 """
 
 from __future__ import annotations
@@ -41,6 +49,27 @@ def _sqlite_seconds(element: db_seconds, compiler: Any, **kw: Any) -> str:
 def _postgres_seconds(element: db_seconds, compiler: Any, **kw: Any) -> str:
     # clock_timestamp(), not now(): now() is the transaction's start, which may be old.
     return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+# How long a transaction holding the lease row may sit idle before PostgreSQL ends it. Far above
+# the microseconds between the lock and the commit, far below the lease's time to live, so a
+# frozen holder delays a take-over by at most this much.
+ROW_LOCK_IDLE_LIMIT_MS = 1000
+# How long a renewal waits for the lease row's lock before giving up and trying again later.
+ROW_LOCK_WAIT_MS = 3000
+
+
+def _bound_row_lock(session: Session, *, wait: bool = False) -> None:
+    """PostgreSQL only: this transaction is ended by the server if it idles while it holds the
+    lease row (and, with `wait`, waits at most ROW_LOCK_WAIT_MS for that lock)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: one process owns the file; its write lock ends with the process
+    limits = [
+        f"set_config('idle_in_transaction_session_timeout', '{ROW_LOCK_IDLE_LIMIT_MS}', true)"
+    ]
+    if wait:
+        limits.append(f"set_config('lock_timeout', '{ROW_LOCK_WAIT_MS}', true)")
+    session.execute(sa.text("SELECT " + ", ".join(limits)))
 
 
 class Fenced(Exception):
@@ -78,6 +107,7 @@ def acquire_lease(
     Commits: a lease is only worth anything once other processes can see it.
     """
     seconds = ttl.total_seconds()
+    _bound_row_lock(session, wait=True)
     keep = (
         sa.and_(col(Lease.holder) == holder, col(Lease.epoch) == known_epoch)
         if known_epoch is not None
@@ -107,6 +137,7 @@ def acquire_lease(
     if remaining is not None:
         return Claim(None, max(0.0, float(remaining)))  # held by someone else, not expired
     try:
+        _bound_row_lock(session)
         session.execute(
             sa.insert(Lease).values(
                 name=name, holder=holder, expires_at=db_seconds() + seconds, epoch=1
@@ -122,6 +153,7 @@ def acquire_lease(
 def release_lease(name: str, *, holder: str, epoch: int, session: Session) -> bool:
     """Give the lease up at once (a clean shutdown), so another replica need not wait for it to
     expire. Only the holder, at its epoch, can release it."""
+    _bound_row_lock(session, wait=True)
     statement = (
         update(Lease)
         .where(col(Lease.name) == name, col(Lease.holder) == holder, col(Lease.epoch) == epoch)
@@ -154,6 +186,7 @@ def check_fence(fence: Fence, *, session: Session) -> None:
     check and the commit of the write it guards. Call it last, just before the commit, so the
     row is locked for microseconds.
     """
+    _bound_row_lock(session)
     statement = (
         update(Lease)
         .where(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
@@ -37,7 +38,7 @@ from storage.lease import (
 )
 from storage.models import Release, ReleaseState
 from storage.outbox import enqueue_post, pending_posts
-from tests.conftest import create_schema, service_settings
+from tests.conftest import PG_SKIP, PG_URL, create_schema, reset_postgres, service_settings
 from tests.support.clock import FakeClock
 from tests.support.slack import BOT_TOKEN, FakeSlack
 
@@ -169,6 +170,39 @@ def test_a_fenced_write_by_a_stale_epoch_changes_nothing(any_engine: Engine) -> 
         session.commit()
     with Session(any_engine) as session:
         assert lease_epoch("scheduler", session=session) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_URL, reason=PG_SKIP)
+def test_a_holder_frozen_after_its_fence_check_does_not_block_a_take_over() -> None:
+    """SIGSTOP (or a VM freeze) right after a fence check leaves the leader's transaction idle
+    while it holds the lease row; the other replica's take-over must not wait for it to wake.
+    PostgreSQL ends that transaction, the frozen write never lands, and the take-over goes on."""
+    assert PG_URL  # SQLite has one process per file: no other replica to block
+    reset_postgres(PG_URL).dispose()
+    engine = make_engine(PG_URL)
+    create_schema(engine)
+    try:
+        assert take(engine, "a", SHORT) == 1
+        frozen = Session(engine)
+        frozen.add(Release(version="9.9", created_by="U0RM1", created_at=datetime.now(UTC)))
+        frozen.flush()
+        check_fence(Fence("scheduler", "a", 1), session=frozen)  # holds the lease row now
+        time.sleep(SHORT.total_seconds() + 0.1)  # a's lease has run out; a is still frozen
+
+        started = time.monotonic()
+        assert take(engine, "b") == 2
+        waited = time.monotonic() - started
+        assert waited < 3.0, f"the take-over waited {waited:.1f}s on a frozen holder"
+
+        with pytest.raises(sa.exc.SQLAlchemyError):  # a wakes: its transaction is gone
+            frozen.commit()
+        frozen.close()
+        with Session(engine) as session:
+            assert session.exec(select(Release)).all() == []
+            assert lease_holder("scheduler", session=session) == "b"
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- Leadership

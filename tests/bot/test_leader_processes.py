@@ -161,8 +161,15 @@ class Replica:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-async def eventually(check: Callable[[], object], *, within: float, what: str) -> float:
-    """Wait (bounded) until `check()` (sync or async) is truthy; returns the seconds it took."""
+async def eventually(
+    check: Callable[[], object],
+    *,
+    within: float,
+    what: str,
+    logs: Callable[[], str] | None = None,
+) -> float:
+    """Wait (bounded) until `check()` (sync or async) is truthy; returns the seconds it took.
+    On a timeout the failure carries `logs()`, what the replicas printed."""
     started = time.monotonic()
     while time.monotonic() - started < within:
         result = check()
@@ -171,7 +178,8 @@ async def eventually(check: Callable[[], object], *, within: float, what: str) -
         if result:
             return time.monotonic() - started
         await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within}s: {what}")
+    detail = f"\n{logs()}" if logs is not None else ""
+    raise AssertionError(f"not within {within}s: {what}{detail}")
 
 
 @pytest.fixture
@@ -341,7 +349,12 @@ async def test_a_leader_frozen_past_its_lease_wakes_and_sends_nothing(
             feeder = asyncio.create_task(feed(stop))
             await eventually(lambda: len(posts_via(slack, "a")) >= 10, within=10, what="a posts")
             a.freeze()
-            await eventually(lambda: posts_via(slack, "b"), within=10, what="b takes over")
+            await eventually(
+                lambda: posts_via(slack, "b"),
+                within=10,
+                what="b takes over",
+                logs=lambda: f"--- a\n{a.output()}\n--- b\n{b.output()}",
+            )
             await asyncio.sleep(LEASE_TTL + 1)
             a.thaw()
             woke = time.monotonic()
