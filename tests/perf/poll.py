@@ -37,7 +37,8 @@ GOAL_CYCLE = 20.0  # seconds: "well inside" the metrics' 1 m interval
 GOAL_ACK_P99 = 0.150  # seconds, while a cycle runs
 GOAL_RSS_MB = 250.0
 # A poll cycle with one slow source (or deploy system) in it may take this much longer for the
-# other rollouts than a steady cycle did; anything near SLOW_SECONDS means they waited for it.
+# other rollouts than a cycle with none, watched the same way (the watching has a cost of its
+# own); SLOW_SECONDS more would mean they waited for it.
 GOAL_ISOLATION = 1.25
 SLOW_SECONDS = 10.0
 MAX_SECONDS = 900.0  # any one phase; the benchmark gives up rather than hang
@@ -423,11 +424,13 @@ async def bench(args: argparse.Namespace) -> None:
                 figures = await timed_acks(url, text, on_work_loop(), 0)
             return figures, measurement_count(engine) - before
 
-        async def isolated(plan: str) -> dict[str, float]:
-            """A cycle with one more rollout, of `plan`, whose poll waits SLOW_SECONDS: when the
-            ordinary rollouts' polls were all stored, and when the slow one's was."""
-            slow = held[plan]
-            resume(engine, slow, clock())
+        async def isolated(plan: str | None) -> dict[str, float]:
+            """A cycle with one more rollout, of `plan`, whose poll waits SLOW_SECONDS (None: no
+            slow one, the baseline, measured the same way): when the ordinary rollouts' polls
+            were all stored, and when the slow one's was."""
+            slow = held[plan] if plan is not None else []
+            if plan is not None:
+                resume(engine, slow, clock())
             clock.advance(timedelta(minutes=1, seconds=1))
             last = last_measurement_id(engine)
             expected = args.rollouts * args.metrics
@@ -457,10 +460,15 @@ async def bench(args: argparse.Namespace) -> None:
             "steady cycle, acking `status RELEASE`": await cycle(one),
             "steady cycle, acking `status` (all)": await cycle("status"),
         }
-        isolation = {
-            f"a source answering in {SLOW_SECONDS:g} s": await isolated("slow-source"),
-            f"a deploy system taking {SLOW_SECONDS:g} s": await isolated("slow-deploy"),
-        }
+        # Each cycle with a slow dependency is judged against a cycle just before it with none,
+        # watched the same way (the watching costs the database and this process some time).
+        isolation: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        for plan, name in (
+            ("slow-source", f"a source answering in {SLOW_SECONDS:g} s"),
+            ("slow-deploy", f"a deploy system taking {SLOW_SECONDS:g} s"),
+        ):
+            baseline = await isolated(None)
+            isolation[name] = (baseline, await isolated(plan))
         report(
             args,
             database,
@@ -494,7 +502,7 @@ def report(
     *,
     idle_one: dict[str, float],
     idle_all: dict[str, float],
-    isolation: dict[str, dict[str, float]],
+    isolation: dict[str, tuple[dict[str, float], dict[str, float]]],
     deploy_calls: int,
 ) -> None:
     kind = database.split(":", 1)[0].split("+", 1)[0]
@@ -506,12 +514,9 @@ def report(
     print()
     print(f"{'poll cycle':<40}{'polls':>7}{'wall s':>9}{'CPU ms/poll':>13}{'loop lag ms':>13}"
           f"{'target':>10}")  # fmt: skip
-    steady_walls = []
     for name, (figures, polls) in cycles.items():
         per_poll = figures["cpu"] / polls * 1000 if polls else math.nan
         wall = figures["wall"]
-        if name.startswith("steady"):
-            steady_walls.append(wall)
         print(
             f"{name:<40}{polls:>7}{wall:>9.2f}{per_poll:>13.2f}{figures['lag'] * 1000:>13.0f}"
             f"  < {GOAL_CYCLE:g} s {verdict(wall < GOAL_CYCLE)}"
@@ -538,22 +543,21 @@ def report(
             + (f"  ({failed} failed)" if failed else "")
         )
     print()
-    steady = min(steady_walls) if steady_walls else math.nan
-    allowed = max(steady * GOAL_ISOLATION, steady + 1.0)
     print(
         f"{'one slow dependency in a cycle':<40}{'others done s':>15}{'slow one s':>12}"
-        f"{'target':>10}"
+        f"{'none slow s':>13}{'target':>10}"
     )
-    for name, figures in isolation.items():
-        others = figures["others"]
+    for name, (baseline, figures) in isolation.items():
+        others, alone = figures["others"], baseline["others"]
+        allowed = max(alone * GOAL_ISOLATION, alone + 1.0)
         print(
-            f"{name:<40}{others:>15.2f}{figures['slow']:>12.2f}"
+            f"{name:<40}{others:>15.2f}{figures['slow']:>12.2f}{alone:>13.2f}"
             f"  others < {allowed:.1f} s {verdict(others < allowed)}"
         )
     print(
-        f"  (target: the other rollouts' polls all stored within {GOAL_ISOLATION:g}x of the "
-        f"fastest steady cycle, {steady:.2f} s, or 1 s more; the deploy system was called "
-        f"{deploy_calls} times)"
+        f"  (target: the other rollouts' polls all stored within {GOAL_ISOLATION:g}x, or 1 s more,"
+        f" of a cycle just before with no slow dependency (`none slow s`), watched the same way;"
+        f" the deploy system was called {deploy_calls} times)"
     )
     print()
     rss = peak_rss_mb()
