@@ -12,7 +12,7 @@ A transaction that locks the lease row (a renewal, a fence check) is also what a
 process would keep holding: SIGSTOP, a VM freeze or a long GC pause between the lock and the
 commit leaves it "idle in transaction" on PostgreSQL, and every other replica's take-over
 UPDATE would wait on that row until the frozen process woke. So those transactions tell
-PostgreSQL to end them if they sit idle longer than `ROW_LOCK_IDLE_LIMIT` (the commit follows
+PostgreSQL to end them if they sit idle longer than `ROW_LOCK_IDLE_LIMIT_MS` (the commit follows
 the lock by microseconds when nothing is wrong): the frozen writer's transaction is rolled back
 and its connection closed by the server, its write never lands, and the take-over goes on.
 """
@@ -55,7 +55,8 @@ def _postgres_seconds(element: db_seconds, compiler: Any, **kw: Any) -> str:
 # the microseconds between the lock and the commit, far below the lease's time to live, so a
 # frozen holder delays a take-over by at most this much.
 ROW_LOCK_IDLE_LIMIT_MS = 1000
-# How long a renewal waits for the lease row's lock before giving up and trying again later.
+# How long a renewal (or a release) waits for the lease row's lock before giving up; a renewal
+# tries again later.
 ROW_LOCK_WAIT_MS = 3000
 
 

@@ -37,8 +37,8 @@ from storage.outbox import enqueue_post, mark_sent, pending_posts
 from tests.conftest import PG_SKIP, PG_URL, create_schema
 from tests.support.paths import ROOT
 from tests.support.prometheus import FakePrometheus, closed_port_url, empty
-from tests.support.signing import SIGNING_SECRET
-from tests.support.slack import BOT_TOKEN, FakeSlack
+from tests.support.serve import serve_env
+from tests.support.slack import FakeSlack
 
 pytestmark = [
     pytest.mark.postgres,
@@ -100,16 +100,14 @@ class Replica:
         policy = tmp / f"policy-{name}.yml"
         policy.write_text(policy_text(name, prom.url))
         self.log = tmp / f"replica-{name}.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_"))},
-            "DATABASE_URL": database_url,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.via_url(name),
-            "WAVEGATE_POLICY": str(policy),
-            "PORT": str(self.port),
-            "LOG_LEVEL": "INFO",
-        }
+        self.env = serve_env(
+            slack,
+            database=database_url,
+            port=self.port,
+            SLACK_API_URL=slack.via_url(name),  # so the fake Slack can tell who called
+            WAVEGATE_POLICY=str(policy),
+            LOG_LEVEL="INFO",
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

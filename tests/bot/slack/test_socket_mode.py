@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,20 +18,14 @@ from sqlmodel import Session
 from storage.db import make_engine
 from storage.incidents import timeline_refs
 from tests.support.incidents import FakeSlackWithHistory, declare_form_submission
+from tests.support.serve import free_port, serve_env
 from tests.support.signing import block_action, signed_headers, slash_body
-from tests.support.slack import BOT_TOKEN
 from tests.support.socket_mode import APP_TOKEN, SocketModeServer
 
 ROOT = Path(__file__).resolve().parents[3]
 MANAGER = "U0RM1"
 COMMANDER = "U0IC1"
 VERSION = "2026.12.01-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -99,17 +91,14 @@ async def served(
     port = free_port()
     database_url = f"sqlite:///{tmp_path / 'serve.db'}"
     policy = policy_file(tmp_path)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_"))},
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        # Socket Mode: an app token and no signing secret at all.
-        "SLACK_APP_TOKEN": APP_TOKEN,
-        "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": database_url,
-        "WAVEGATE_POLICY": str(policy),
-        "PORT": str(port),
-    }
+    env = serve_env(
+        slack,
+        database=database_url,
+        port=port,
+        SLACK_APP_TOKEN=APP_TOKEN,
+        WAVEGATE_POLICY=str(policy),
+    )
+    del env["SLACK_SIGNING_SECRET"]  # Socket Mode: an app token and no signing secret at all
     log = tmp_path / "serve.log"
     # The fakes live on this event loop, so the process is awaited, never waited on blocking.
     with log.open("wb") as out:

@@ -4,7 +4,6 @@ it with one line), no Bolt warnings, the policy's gaps named, "serving" logged o
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -13,25 +12,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.bot.slack.test_socket_mode import free_port, policy_file
-from tests.support.signing import SIGNING_SECRET
-from tests.support.slack import BOT_TOKEN, FakeSlack
+from tests.bot.slack.test_socket_mode import policy_file
+from tests.support.serve import free_port, serve_env
+from tests.support.slack import FakeSlack
 from tests.support.socket_mode import APP_TOKEN, SocketModeServer
 
-ROOT = Path(__file__).resolve().parents[3]
 
-
-def serve_env(slack: FakeSlack, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "WAVEGATE_"))},
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "PORT": str(free_port()),
-        **extra,
-    }
+def startup_env(slack: FakeSlack, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """`wavegate serve`'s environment on a database of its own in `tmp_path`."""
+    env = serve_env(slack, database=f"sqlite:///{tmp_path / 'serve.db'}", port=free_port())
+    return {**env, **extra}
 
 
 async def wavegate(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
@@ -71,7 +61,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def test_a_refused_bot_token_stops_serve_with_one_line(
     slack: FakeSlack, tmp_path: Path
 ) -> None:
-    code, out = await refused(serve_env(slack, tmp_path, SLACK_BOT_TOKEN="xoxb-revoked"))
+    code, out = await refused(startup_env(slack, tmp_path, SLACK_BOT_TOKEN="xoxb-revoked"))
     assert code == 2
     assert out.strip() == "wavegate: SLACK_BOT_TOKEN: Slack refused it (invalid_auth)"
     assert [call.token for call in slack.calls_to("auth.test")] == ["xoxb-revoked"]
@@ -81,7 +71,7 @@ async def test_a_refused_app_token_stops_serve_instead_of_retrying_forever(
     slack: FakeSlack, tmp_path: Path
 ) -> None:
     # No Socket Mode server is attached: the fake Slack refuses every app token.
-    env = serve_env(slack, tmp_path, SLACK_APP_TOKEN="xapp-revoked")
+    env = startup_env(slack, tmp_path, SLACK_APP_TOKEN="xapp-revoked")
     code, out = await refused(env)
     assert code == 2
     assert out.strip().splitlines()[-1] == (
@@ -115,7 +105,7 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 async def test_serve_with_the_builtin_policy_warns_of_its_gaps_and_nothing_else(
     slack: FakeSlack, tmp_path: Path
 ) -> None:
-    env = serve_env(slack, tmp_path)
+    env = startup_env(slack, tmp_path)
     await upgraded(env)
     process = await wavegate(env, "serve")
     try:
@@ -145,7 +135,7 @@ async def test_socket_mode_logs_serving_after_the_socket_connects(
 ) -> None:
     server = await SocketModeServer().start()
     server.attach(slack)
-    env = serve_env(
+    env = startup_env(
         slack, tmp_path, SLACK_APP_TOKEN=APP_TOKEN, WAVEGATE_POLICY=str(policy_file(tmp_path))
     )
     del env["SLACK_SIGNING_SECRET"]
