@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,8 +36,15 @@ async def test_commands_are_counted_by_name_and_outcome(service: Service) -> Non
     before = await scrape(service)
     await service.command("/ready", "new 2026.11.27-1")
     await service.command("/ready", "new 2026.11.27-1")  # a conflict
+    # `/ready check` answers after the ack, on the work loop; it is counted before its reply
+    # goes to response_url, so the scrape waits for that reply.
     await service.command("/ready", "check")  # usage: no ITEM
     await service.command("/ready", "2026.11.27-1")
+    for _ in range(400):
+        if service.slack.responses_to("1"):
+            break
+        await asyncio.sleep(0.025)
+    assert "Usage" in str(service.slack.responses_to("1")[-1]["text"])
     after = await scrape(service)
 
     def delta(command: str, outcome: str) -> float:
