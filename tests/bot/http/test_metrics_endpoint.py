@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
+from bot.http.keys import LISTENERS
 from bot.telemetry import observe_poll
 from storage.models import Release, Rollout, RolloutState
 from storage.outbox import enqueue_post
@@ -36,14 +36,11 @@ async def test_commands_are_counted_by_name_and_outcome(service: Service) -> Non
     before = await scrape(service)
     await service.command("/ready", "new 2026.11.27-1")
     await service.command("/ready", "new 2026.11.27-1")  # a conflict
-    # `/ready check` answers after the ack, on the work loop; it is counted before its reply
-    # goes to response_url, so the scrape waits for that reply.
+    # `/ready check` answers after the ack, on the work loop, and is counted there: the scrape
+    # waits for that work (its reply to response_url included) to end.
     await service.command("/ready", "check")  # usage: no ITEM
     await service.command("/ready", "2026.11.27-1")
-    for _ in range(400):
-        if service.slack.responses_to("1"):
-            break
-        await asyncio.sleep(0.025)
+    assert await service.app[LISTENERS].drain(5) == 0
     assert "Usage" in str(service.slack.responses_to("1")[-1]["text"])
     after = await scrape(service)
 
